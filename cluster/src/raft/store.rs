@@ -1,0 +1,668 @@
+//! Durable Raft storage in one redb database (`raft.redb`).
+//!
+//! Tables:
+//! - `raft_log`: log entries keyed by index (serde_json of [`openraft::Entry`]).
+//! - `raft_meta`: small records keyed by name: the vote, the committed log id and the last purged
+//!   log id (log store), the applied state machine record, and the current snapshot (its meta as
+//!   JSON and its data as raw bytes).
+//!
+//! Every write is one redb transaction committed with redb's default durability (fsync), run on
+//! tokio's blocking pool. The log store calls openraft's `LogFlushed` callback only after the commit
+//! returned. The state machine is persisted after every applied batch, so a restart finds the state
+//! as of the last applied entry (and openraft does not re-apply anything older).
+//!
+//! Nothing read from disk is trusted: a record that does not decode, or a log entry stored under the
+//! wrong index, becomes a [`StorageError`], never a panic.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftLogReader,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::TypeConfig;
+use crate::state::{ClusterState, CommandOutcome, NodeId};
+
+type Entry = openraft::Entry<TypeConfig>;
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_LAST_PURGED: &str = "last_purged";
+const KEY_STATE_MACHINE: &str = "state_machine";
+const KEY_SNAPSHOT_META: &str = "snapshot_meta";
+const KEY_SNAPSHOT_DATA: &str = "snapshot_data";
+const KEY_SNAPSHOT_SEQ: &str = "snapshot_seq";
+
+/// The file name of the Raft database inside a node's data directory.
+pub const DB_FILE: &str = "raft.redb";
+
+/// Internal error before it gets an openraft subject and verb.
+#[derive(Debug, thiserror::Error)]
+enum DbError {
+    #[error("raft database: {0}")]
+    Redb(Box<redb::Error>),
+    #[error("corrupt raft record {what}: {source}")]
+    Corrupt {
+        what: String,
+        source: serde_json::Error,
+    },
+    #[error("inconsistent raft record: {0}")]
+    Inconsistent(String),
+    #[error("cannot encode raft record {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("raft storage task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for DbError {
+            fn from(e: $t) -> Self {
+                DbError::Redb(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+redb_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl DbError {
+    fn into_storage(self, subject: ErrorSubject<NodeId>, verb: ErrorVerb) -> StorageError<NodeId> {
+        StorageIOError::new(subject, verb, AnyError::new(&self)).into()
+    }
+}
+
+fn encode<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, DbError> {
+    serde_json::to_vec(v).map_err(|source| DbError::Encode { what, source })
+}
+
+fn decode<T: DeserializeOwned>(what: impl Into<String>, bytes: &[u8]) -> Result<T, DbError> {
+    serde_json::from_slice(bytes).map_err(|source| DbError::Corrupt {
+        what: what.into(),
+        source,
+    })
+}
+
+/// Runs a blocking database job on tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, DbError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
+fn read_meta_raw(db: &Database, key: &str) -> Result<Option<Vec<u8>>, DbError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META)?;
+    let value = table.get(key)?;
+    Ok(value.map(|v| v.value().to_vec()))
+}
+
+fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, DbError> {
+    match read_meta_raw(db, key)? {
+        Some(bytes) => decode(key, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes (or, for `None`, deletes) meta records in one durable transaction.
+fn write_meta(db: &Database, records: &[(&str, Option<&[u8]>)]) -> Result<(), DbError> {
+    let txn = db.begin_write()?;
+    {
+        let mut table = txn.open_table(META)?;
+        for (key, value) in records {
+            match value {
+                Some(v) => {
+                    table.insert(*key, *v)?;
+                }
+                None => {
+                    table.remove(*key)?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Opens (or creates) the Raft database at `path` and makes sure both tables exist. Blocking:
+/// [`open_store`] runs it on the blocking pool.
+fn open_db(path: &Path) -> Result<Database, DbError> {
+    // The state holds the cluster CA's private key: only the owner may read the file.
+    restrict_permissions(path).map_err(|e| DbError::Redb(Box::new(e.into())))?;
+    let db = Database::create(path)?;
+    // Create the tables so that read transactions always find them.
+    let txn = db.begin_write()?;
+    {
+        txn.open_table(LOGS)?;
+        txn.open_table(META)?;
+    }
+    txn.commit()?;
+    Ok(db)
+}
+
+/// Creates `path` empty with mode 0600 if missing (redb initializes an empty file), and makes an
+/// existing file mode 0600.
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Opens the Raft database at `path` (created if missing) and loads the applied state machine.
+pub async fn open_store(path: &Path) -> StorageResult<(LogStore, StateMachineStore)> {
+    let path = path.to_path_buf();
+    let db = blocking(move || open_db(&path))
+        .await
+        .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Read))?;
+    let db = Arc::new(db);
+    let sm = StateMachineStore::load(db.clone())
+        .map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Read))?;
+    Ok((LogStore { db }, sm))
+}
+
+fn check_index(index: u64, entry: &Entry) -> Result<(), DbError> {
+    if entry.log_id.index != index {
+        return Err(DbError::Inconsistent(format!(
+            "log entry stored under index {index} has index {}",
+            entry.log_id.index
+        )));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log store
+// ---------------------------------------------------------------------------------------------
+
+/// Raft log, vote, committed log id and last purged log id. Cheap to clone (the log reader is a
+/// clone).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    fn read_entries<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry>, DbError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOGS)?;
+        let mut out = Vec::new();
+        for item in table.range(range)? {
+            let (k, v) = item?;
+            let index = k.value();
+            let entry: Entry = decode(format!("log entry {index}"), v.value())?;
+            check_index(index, &entry)?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn read_log_state(&self) -> Result<LogState<TypeConfig>, DbError> {
+        let last_purged: Option<LogId<NodeId>> = read_meta(&self.db, KEY_LAST_PURGED)?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOGS)?;
+        let last = match table.last()? {
+            Some((k, v)) => {
+                let index = k.value();
+                let entry: Entry = decode(format!("log entry {index}"), v.value())?;
+                check_index(index, &entry)?;
+                Some(entry.log_id)
+            }
+            None => None,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last.or(last_purged),
+        })
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry>> {
+        self.read_entries(range)
+            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        self.read_log_state()
+            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        let to_storage = |e: DbError| e.into_storage(ErrorSubject::Vote, ErrorVerb::Write);
+        let bytes = encode("vote", vote).map_err(to_storage)?;
+        let db = self.db.clone();
+        blocking(move || write_meta(&db, &[(KEY_VOTE, Some(&bytes))]))
+            .await
+            .map_err(to_storage)
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        read_meta(&self.db, KEY_VOTE)
+            .map_err(|e| e.into_storage(ErrorSubject::Vote, ErrorVerb::Read))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        let to_storage = |e: DbError| e.into_storage(ErrorSubject::Store, ErrorVerb::Write);
+        let bytes = match &committed {
+            Some(c) => Some(encode("committed log id", c).map_err(to_storage)?),
+            None => None,
+        };
+        let db = self.db.clone();
+        blocking(move || write_meta(&db, &[(KEY_COMMITTED, bytes.as_deref())]))
+            .await
+            .map_err(to_storage)
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        read_meta(&self.db, KEY_COMMITTED)
+            .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Read))
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let to_storage = |e: DbError| e.into_storage(ErrorSubject::Logs, ErrorVerb::Write);
+        let mut records = Vec::new();
+        for entry in entries {
+            records.push((
+                entry.log_id.index,
+                encode("log entry", &entry).map_err(to_storage)?,
+            ));
+        }
+        let db = self.db.clone();
+        let res = blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(LOGS)?;
+                for (index, bytes) in &records {
+                    table.insert(*index, bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await;
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(to_storage(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let db = self.db.clone();
+        let from = log_id.index;
+        blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(LOGS)?;
+                table.retain_in(from.., |_, _| false)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete))
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let to_storage = |e: DbError| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete);
+        let bytes = encode("last purged log id", &log_id).map_err(to_storage)?;
+        let db = self.db.clone();
+        let upto = log_id.index;
+        blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(KEY_LAST_PURGED, bytes.as_slice())?;
+                let mut table = txn.open_table(LOGS)?;
+                table.retain_in(..=upto, |_, _| false)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(to_storage)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine
+// ---------------------------------------------------------------------------------------------
+
+/// What the state machine persists after every applied batch.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct SmRecord {
+    last_applied: Option<LogId<NodeId>>,
+    last_membership: StoredMembership<NodeId, BasicNode>,
+    state: ClusterState,
+}
+
+/// The applied state, shared between the state machine and every [`StateHandle`].
+struct Shared {
+    record: RwLock<SmRecord>,
+}
+
+impl Shared {
+    fn get(&self) -> SmRecord {
+        match self.record.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&SmRecord) -> R) -> R {
+        match self.record.read() {
+            Ok(g) => f(&g),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    fn set(&self, rec: SmRecord) {
+        match self.record.write() {
+            Ok(mut g) => *g = rec,
+            Err(poisoned) => *poisoned.into_inner() = rec,
+        }
+    }
+}
+
+/// Read access to the applied [`ClusterState`]. Cheap to clone.
+#[derive(Clone)]
+pub struct StateHandle {
+    shared: Arc<Shared>,
+    changes: watch::Receiver<u64>,
+}
+
+impl StateHandle {
+    /// A copy of the applied state.
+    pub fn read(&self) -> ClusterState {
+        self.shared.with(|r| r.state.clone())
+    }
+
+    /// Runs `f` on the applied state without copying it. Do not block inside `f`.
+    pub fn with<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        self.shared.with(|r| f(&r.state))
+    }
+
+    /// The log id of the last entry applied to the state (`None` before the first one).
+    pub fn last_applied(&self) -> Option<LogId<NodeId>> {
+        self.shared.with(|r| r.last_applied)
+    }
+
+    /// A receiver whose value (a change counter) moves on every applied batch and every installed
+    /// snapshot: `changed().await` on it to wait for the state to change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+}
+
+/// The Raft state machine: the applied [`ClusterState`], last applied log id, last membership and
+/// the current snapshot, all in the database.
+pub struct StateMachineStore {
+    db: Arc<Database>,
+    shared: Arc<Shared>,
+    changes: Arc<watch::Sender<u64>>,
+}
+
+impl StateMachineStore {
+    fn load(db: Arc<Database>) -> Result<Self, DbError> {
+        let record: SmRecord = read_meta(&db, KEY_STATE_MACHINE)?.unwrap_or_default();
+        let (tx, _) = watch::channel(0u64);
+        Ok(StateMachineStore {
+            db,
+            shared: Arc::new(Shared {
+                record: RwLock::new(record),
+            }),
+            changes: Arc::new(tx),
+        })
+    }
+
+    /// A read handle on the applied state.
+    pub fn state_handle(&self) -> StateHandle {
+        StateHandle {
+            shared: self.shared.clone(),
+            changes: self.changes.subscribe(),
+        }
+    }
+
+    fn publish(&self, rec: SmRecord) {
+        self.shared.set(rec);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn read_current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, DbError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let Some(meta) = table.get(KEY_SNAPSHOT_META)? else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta<NodeId, BasicNode> = decode(KEY_SNAPSHOT_META, meta.value())?;
+        let Some(data) = table.get(KEY_SNAPSHOT_DATA)? else {
+            return Err(DbError::Inconsistent(
+                "snapshot meta is stored but its data is missing".into(),
+            ));
+        };
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data.value().to_vec())),
+        }))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+        Ok(self
+            .shared
+            .with(|r| (r.last_applied, r.last_membership.clone())))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<CommandOutcome>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut rec = self.shared.get();
+        let mut out = Vec::new();
+        for entry in entries {
+            rec.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => out.push(CommandOutcome::Done),
+                EntryPayload::Normal(cmd) => out.push(rec.state.apply(&cmd)),
+                EntryPayload::Membership(m) => {
+                    rec.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                    out.push(CommandOutcome::Done);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let last = rec.last_applied;
+        let to_storage = |e: DbError| match last {
+            Some(id) => e.into_storage(ErrorSubject::Apply(id), ErrorVerb::Write),
+            None => e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write),
+        };
+        let bytes = encode("state machine", &rec).map_err(to_storage)?;
+        let db = self.db.clone();
+        blocking(move || write_meta(&db, &[(KEY_STATE_MACHINE, Some(&bytes))]))
+            .await
+            .map_err(to_storage)?;
+        self.publish(rec);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            record: self.shared.get(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let signature = meta.signature();
+        let to_storage = |verb: ErrorVerb| {
+            let signature = signature.clone();
+            move |e: DbError| e.into_storage(ErrorSubject::Snapshot(Some(signature)), verb)
+        };
+        let data = snapshot.into_inner();
+        let state: ClusterState =
+            decode("received snapshot data", &data).map_err(to_storage(ErrorVerb::Read))?;
+        let rec = SmRecord {
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+            state,
+        };
+        let rec_bytes = encode("state machine", &rec).map_err(to_storage(ErrorVerb::Write))?;
+        let meta_bytes = encode("snapshot meta", meta).map_err(to_storage(ErrorVerb::Write))?;
+        let db = self.db.clone();
+        blocking(move || {
+            write_meta(
+                &db,
+                &[
+                    (KEY_STATE_MACHINE, Some(&rec_bytes)),
+                    (KEY_SNAPSHOT_META, Some(&meta_bytes)),
+                    (KEY_SNAPSHOT_DATA, Some(&data)),
+                ],
+            )
+        })
+        .await
+        .map_err(to_storage(ErrorVerb::Write))?;
+        self.publish(rec);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        self.read_current_snapshot()
+            .map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Read))
+    }
+}
+
+/// Builds a snapshot of the state as it was when openraft asked for the builder, and stores it as
+/// the current snapshot unless a newer one is already stored.
+pub struct SnapshotBuilder {
+    db: Arc<Database>,
+    record: SmRecord,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let last_log_id = self.record.last_applied;
+        let last_membership = self.record.last_membership.clone();
+        let to_storage =
+            |e: DbError| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write);
+        let data = encode("snapshot data", &self.record.state).map_err(to_storage)?;
+        let db = self.db.clone();
+        let data_for_db = data.clone();
+        let meta = blocking(move || {
+            let txn = db.begin_write()?;
+            let meta;
+            {
+                let mut table = txn.open_table(META)?;
+                let seq: u64 = match table.get(KEY_SNAPSHOT_SEQ)? {
+                    Some(v) => decode::<u64>(KEY_SNAPSHOT_SEQ, v.value())?,
+                    None => 0,
+                } + 1;
+                let snapshot_id = match &last_log_id {
+                    Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+                    None => format!("none-{seq}"),
+                };
+                meta = SnapshotMeta {
+                    last_log_id,
+                    last_membership,
+                    snapshot_id,
+                };
+                let stored: Option<SnapshotMeta<NodeId, BasicNode>> =
+                    match table.get(KEY_SNAPSHOT_META)? {
+                        Some(v) => Some(decode(KEY_SNAPSHOT_META, v.value())?),
+                        None => None,
+                    };
+                let newer_stored = stored
+                    .as_ref()
+                    .is_some_and(|s| s.last_log_id > meta.last_log_id);
+                table.insert(KEY_SNAPSHOT_SEQ, encode("snapshot seq", &seq)?.as_slice())?;
+                if !newer_stored {
+                    table.insert(
+                        KEY_SNAPSHOT_META,
+                        encode("snapshot meta", &meta)?.as_slice(),
+                    )?;
+                    table.insert(KEY_SNAPSHOT_DATA, data_for_db.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(meta)
+        })
+        .await
+        .map_err(to_storage)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

@@ -1,0 +1,493 @@
+//! The one QUIC endpoint every node has. Traffic kinds are told apart by ALPN:
+//! gossip (one-way streams carrying chitchat messages), Raft and agent tasks (request/response on a
+//! bidirectional stream), and join (the only protocol a peer without a certificate may speak).
+//!
+//! Every connection is mutual TLS 1.3 against the cluster CA ([`crate::tls`]); connections of peers
+//! whose certificate the CRL revokes are closed as soon as the CRL arrives. [`Faults`] lets tests cut
+//! links between nodes (partitions) without touching the network.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::identity::NODE_SAN;
+use crate::tls::{peer_identity, PeerIdentity, Subject, TlsContext, TlsError};
+
+pub const ALPN_GOSSIP: &[u8] = b"skiff-gossip/1";
+pub const ALPN_RAFT: &[u8] = b"skiff-raft/1";
+pub const ALPN_JOIN: &[u8] = b"skiff-join/1";
+pub const ALPN_AGENT: &[u8] = b"skiff-agent/1";
+const ALPNS: [&[u8]; 4] = [ALPN_GOSSIP, ALPN_RAFT, ALPN_JOIN, ALPN_AGENT];
+
+/// Largest request or response body.
+pub const MAX_MESSAGE: usize = 64 << 20;
+/// Largest gossip message (chitchat keeps its messages under 64 KiB).
+pub const MAX_GOSSIP_MESSAGE: usize = 1 << 20;
+/// Gossip messages queued for the gossip loop before new ones are dropped.
+const GOSSIP_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot bind QUIC endpoint on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("peer {0} is unreachable: {1}")]
+    Unreachable(SocketAddr, String),
+    #[error("request to {0} timed out")]
+    Timeout(SocketAddr),
+    #[error("stream to {0} failed: {1}")]
+    Stream(SocketAddr, String),
+    #[error("message from {0} is larger than {1} bytes")]
+    TooLarge(SocketAddr, usize),
+}
+
+impl TransportError {
+    /// Whether the peer could not be reached at all (as opposed to failing mid-exchange).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Unreachable(..) | TransportError::Timeout(_)
+        )
+    }
+}
+
+/// The verified peer of an incoming request.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    pub identity: Option<PeerIdentity>,
+}
+
+impl PeerInfo {
+    /// The node name, when the peer presented a node certificate.
+    pub fn node_name(&self) -> Option<&str> {
+        match &self.identity {
+            Some(PeerIdentity {
+                subject: Subject::Node(n),
+                ..
+            }) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Serves requests of one ALPN.
+#[async_trait::async_trait]
+pub trait RequestHandler: Send + Sync + 'static {
+    async fn handle(&self, peer: PeerInfo, body: Vec<u8>) -> Vec<u8>;
+}
+
+/// Links a test has cut. Messages to or from a blocked address are dropped both ways.
+#[derive(Debug, Default)]
+pub struct Faults {
+    blocked: RwLock<HashSet<SocketAddr>>,
+}
+
+impl Faults {
+    pub fn block(&self, peer: SocketAddr) {
+        if let Ok(mut b) = self.blocked.write() {
+            b.insert(peer);
+        }
+    }
+    pub fn unblock(&self, peer: SocketAddr) {
+        if let Ok(mut b) = self.blocked.write() {
+            b.remove(&peer);
+        }
+    }
+    pub fn heal(&self) {
+        if let Ok(mut b) = self.blocked.write() {
+            b.clear();
+        }
+    }
+    pub fn is_blocked(&self, peer: &SocketAddr) -> bool {
+        self.blocked
+            .read()
+            .map(|b| !b.is_empty() && b.contains(peer))
+            .unwrap_or(false)
+    }
+}
+
+type ConnKey = (SocketAddr, &'static [u8]);
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    tls: Arc<TlsContext>,
+    client_configs: HashMap<&'static [u8], quinn::ClientConfig>,
+    outgoing: Mutex<HashMap<ConnKey, quinn::Connection>>,
+    /// Every open connection with its peer's certificate serial, to close revoked ones.
+    live: Mutex<HashMap<usize, (quinn::Connection, String)>>,
+    handlers: RwLock<HashMap<&'static [u8], Arc<dyn RequestHandler>>>,
+    gossip_tx: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    gossip_rx: Mutex<Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>>,
+    faults: Faults,
+}
+
+/// A node's QUIC endpoint (cheap to clone).
+#[derive(Clone)]
+pub struct QuicEndpoint {
+    inner: Arc<Inner>,
+}
+
+fn transport_config(keep_alive: bool) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(10)).unwrap_or(quinn::VarInt::from_u32(10_000).into()),
+    ));
+    if keep_alive {
+        t.keep_alive_interval(Some(Duration::from_secs(2)));
+    }
+    t.max_concurrent_uni_streams(256u32.into());
+    t.max_concurrent_bidi_streams(256u32.into());
+    Arc::new(t)
+}
+
+impl QuicEndpoint {
+    /// Binds the endpoint and starts accepting connections.
+    pub fn bind(listen: SocketAddr, tls: Arc<TlsContext>) -> Result<Self, TransportError> {
+        let server_tls = tls.quic_server_config(&ALPNS)?;
+        let server_crypto =
+            QuicServerConfig::try_from(server_tls).map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server_config.transport_config(transport_config(false));
+        let endpoint = quinn::Endpoint::server(server_config, listen)
+            .map_err(|source| TransportError::Bind { addr: listen, source })?;
+        let mut client_configs = HashMap::new();
+        for alpn in ALPNS {
+            let c = tls.quic_client_config(alpn)?;
+            let crypto = QuicClientConfig::try_from(c)
+                .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+            let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
+            cc.transport_config(transport_config(true));
+            client_configs.insert(alpn, cc);
+        }
+        let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
+        let inner = Arc::new(Inner {
+            endpoint,
+            tls,
+            client_configs,
+            outgoing: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            handlers: RwLock::new(HashMap::new()),
+            gossip_tx,
+            gossip_rx: Mutex::new(Some(gossip_rx)),
+            faults: Faults::default(),
+        });
+        let weak = Arc::downgrade(&inner);
+        let endpoint = inner.endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let Some(inner) = weak.upgrade() else { break };
+                tokio::spawn(accept_connection(inner, incoming));
+            }
+        });
+        Ok(QuicEndpoint { inner })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner
+            .endpoint
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn tls(&self) -> &Arc<TlsContext> {
+        &self.inner.tls
+    }
+
+    /// Links cut for tests.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    pub fn set_request_handler(&self, alpn: &'static [u8], handler: Arc<dyn RequestHandler>) {
+        if let Ok(mut h) = self.inner.handlers.write() {
+            h.insert(alpn, handler);
+        }
+    }
+
+    /// The stream of incoming gossip messages (taken once, by the gossip transport).
+    pub fn take_gossip_inbox(&self) -> Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>> {
+        self.inner.gossip_rx.lock().ok()?.take()
+    }
+
+    async fn connection(
+        &self,
+        to: SocketAddr,
+        alpn: &'static [u8],
+    ) -> Result<quinn::Connection, TransportError> {
+        let key = (to, alpn);
+        if let Some(c) = self.inner.outgoing.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            if c.close_reason().is_none() {
+                return Ok(c);
+            }
+        }
+        let config = self
+            .inner
+            .client_configs
+            .get(alpn)
+            .cloned()
+            .ok_or_else(|| TransportError::Unreachable(to, "unknown protocol".into()))?;
+        let connecting = self
+            .inner
+            .endpoint
+            .connect_with(config, to, NODE_SAN)
+            .map_err(|e| TransportError::Unreachable(to, e.to_string()))?;
+        let conn = connecting
+            .await
+            .map_err(|e| TransportError::Unreachable(to, e.to_string()))?;
+        track_live(&self.inner, &conn);
+        if let Ok(mut m) = self.inner.outgoing.lock() {
+            m.insert(key, conn.clone());
+        }
+        Ok(conn)
+    }
+
+    fn forget(&self, to: SocketAddr, alpn: &'static [u8]) {
+        if let Ok(mut m) = self.inner.outgoing.lock() {
+            m.remove(&(to, alpn));
+        }
+    }
+
+    /// Sends `body` to `to` and waits for the reply, within `timeout`.
+    pub async fn request(
+        &self,
+        to: SocketAddr,
+        alpn: &'static [u8],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
+        if self.inner.faults.is_blocked(&to) {
+            return Err(TransportError::Unreachable(to, "link cut by fault injection".into()));
+        }
+        let exchange = async {
+            let conn = self.connection(to, alpn).await?;
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| TransportError::Unreachable(to, e.to_string()))?;
+            send.write_all(&body)
+                .await
+                .map_err(|e| TransportError::Stream(to, e.to_string()))?;
+            send.finish()
+                .map_err(|e| TransportError::Stream(to, e.to_string()))?;
+            recv.read_to_end(MAX_MESSAGE).await.map_err(|e| match e {
+                quinn::ReadToEndError::TooLong => TransportError::TooLarge(to, MAX_MESSAGE),
+                other => TransportError::Stream(to, other.to_string()),
+            })
+        };
+        let res = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout(to)),
+        };
+        if res.is_err() {
+            self.forget(to, alpn);
+        }
+        res
+    }
+
+    /// Sends `body` one way on its own stream (gossip). Returns once it is written.
+    pub async fn send_oneway(
+        &self,
+        to: SocketAddr,
+        alpn: &'static [u8],
+        body: &[u8],
+    ) -> Result<(), TransportError> {
+        if self.inner.faults.is_blocked(&to) {
+            return Err(TransportError::Unreachable(to, "link cut by fault injection".into()));
+        }
+        let res = async {
+            let conn = self.connection(to, alpn).await?;
+            let mut send = conn
+                .open_uni()
+                .await
+                .map_err(|e| TransportError::Unreachable(to, e.to_string()))?;
+            send.write_all(body)
+                .await
+                .map_err(|e| TransportError::Stream(to, e.to_string()))?;
+            send.finish()
+                .map_err(|e| TransportError::Stream(to, e.to_string()))
+        }
+        .await;
+        if res.is_err() {
+            self.forget(to, alpn);
+        }
+        res
+    }
+
+    /// Closes every connection whose peer certificate the CRL in force revokes.
+    pub fn close_revoked(&self) {
+        let Ok(live) = self.inner.live.lock() else { return };
+        for (conn, serial) in live.values() {
+            if self.inner.tls.is_revoked(serial) {
+                warn!(peer = %conn.remote_address(), serial = %serial, "closing connection of a revoked certificate");
+                conn.close(quinn::VarInt::from_u32(403), b"certificate revoked");
+            }
+        }
+    }
+
+    /// Closes the endpoint: every connection ends, the accept loop stops.
+    pub fn close(&self) {
+        self.inner.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+    }
+}
+
+fn identity_of(conn: &quinn::Connection) -> Option<PeerIdentity> {
+    let any = conn.peer_identity()?;
+    let certs = any.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    certs.first().and_then(peer_identity)
+}
+
+fn track_live(inner: &Arc<Inner>, conn: &quinn::Connection) {
+    let Some(id) = identity_of(conn) else { return };
+    let key = conn.stable_id();
+    if let Ok(mut live) = inner.live.lock() {
+        live.insert(key, (conn.clone(), id.serial_hex));
+    }
+    let weak = Arc::downgrade(inner);
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        conn.closed().await;
+        if let Some(inner) = weak.upgrade() {
+            if let Ok(mut live) = inner.live.lock() {
+                live.remove(&key);
+            }
+        }
+    });
+}
+
+async fn accept_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    if inner.faults.is_blocked(&remote) {
+        incoming.ignore();
+        return;
+    }
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(peer = %remote, error = %e, "refused a QUIC connection");
+            return;
+        }
+    };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol);
+    let identity = identity_of(&conn);
+    if let Some(id) = &identity {
+        if inner.tls.is_revoked(&id.serial_hex) {
+            warn!(peer = %remote, subject = %id.subject, "refused a revoked certificate");
+            conn.close(quinn::VarInt::from_u32(403), b"certificate revoked");
+            return;
+        }
+    }
+    track_live(&inner, &conn);
+    let is_node = matches!(
+        identity,
+        Some(PeerIdentity {
+            subject: Subject::Node(_),
+            ..
+        })
+    );
+    let alpn: &'static [u8] = match alpn.as_deref() {
+        Some(a) if a == ALPN_GOSSIP => ALPN_GOSSIP,
+        Some(a) if a == ALPN_RAFT => ALPN_RAFT,
+        Some(a) if a == ALPN_AGENT => ALPN_AGENT,
+        Some(a) if a == ALPN_JOIN => ALPN_JOIN,
+        _ => {
+            conn.close(quinn::VarInt::from_u32(400), b"unknown protocol");
+            return;
+        }
+    };
+    if alpn != ALPN_JOIN && !is_node {
+        warn!(peer = %remote, protocol = %String::from_utf8_lossy(alpn), "refused a peer without a node certificate");
+        conn.close(quinn::VarInt::from_u32(403), b"a node certificate is required");
+        return;
+    }
+    let peer = PeerInfo {
+        addr: remote,
+        identity,
+    };
+    if alpn == ALPN_GOSSIP {
+        serve_gossip(inner, conn, peer).await;
+    } else {
+        serve_requests(inner, conn, peer, alpn).await;
+    }
+}
+
+async fn serve_gossip(inner: Arc<Inner>, conn: quinn::Connection, peer: PeerInfo) {
+    loop {
+        let mut recv = match conn.accept_uni().await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(peer = %peer.addr, error = %e, "gossip connection ended");
+                return;
+            }
+        };
+        if inner.faults.is_blocked(&peer.addr) {
+            continue;
+        }
+        let tx = inner.gossip_tx.clone();
+        let from = peer.addr;
+        tokio::spawn(async move {
+            match recv.read_to_end(MAX_GOSSIP_MESSAGE).await {
+                Ok(bytes) => {
+                    // A full queue drops the message: gossip repairs itself on the next round.
+                    let _ = tx.try_send((from, bytes));
+                }
+                Err(e) => debug!(peer = %from, error = %e, "bad gossip stream"),
+            }
+        });
+    }
+}
+
+async fn serve_requests(
+    inner: Arc<Inner>,
+    conn: quinn::Connection,
+    peer: PeerInfo,
+    alpn: &'static [u8],
+) {
+    loop {
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(peer = %peer.addr, error = %e, "connection ended");
+                return;
+            }
+        };
+        if inner.faults.is_blocked(&peer.addr) {
+            continue;
+        }
+        let handler = inner
+            .handlers
+            .read()
+            .ok()
+            .and_then(|h| h.get(alpn).cloned());
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            let body = match recv.read_to_end(MAX_MESSAGE).await {
+                Ok(b) => b,
+                Err(e) => {
+                    debug!(peer = %peer.addr, error = %e, "bad request stream");
+                    return;
+                }
+            };
+            let reply = match handler {
+                Some(h) => h.handle(peer.clone(), body).await,
+                None => b"{\"error\":\"this node does not serve that protocol yet\"}".to_vec(),
+            };
+            if send.write_all(&reply).await.is_ok() {
+                let _ = send.finish();
+            }
+        });
+    }
+}

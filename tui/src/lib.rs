@@ -1,0 +1,173 @@
+//! `skiff`, the operator's front end to a Skiff cluster: one-shot commands (`skiff node list`...)
+//! and the cockpit, a live terminal view (`skiff` alone).
+//!
+//! Architecture invariant: this crate talks to the cluster only through
+//! [`skiff_cluster::api::client::ApiClient`].
+
+pub mod cli;
+pub mod cockpit;
+pub mod output;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{CommandFactory, Parser};
+use skiff_cluster::api::client::{ApiClient, ClientError};
+use skiff_cluster::credential::{Credential, CredentialError};
+
+use cli::{Cli, Command, NodeCommand, OutputFormat};
+
+/// Exit status: the API refused the request (or answered something unexpected).
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit status: bad usage (clap's own).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: the cluster cannot be reached, or the credential is missing or unusable.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// Why a `skiff` command failed; decides the exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Credential(_) => EXIT_UNREACHABLE,
+            CliError::Client(e) => match e {
+                ClientError::Api { .. } | ClientError::Decode { .. } => EXIT_REFUSED,
+                ClientError::NoEndpoints
+                | ClientError::Tls(_)
+                | ClientError::Setup(_)
+                | ClientError::Unreachable { .. }
+                | ClientError::LeaderLoop { .. } => EXIT_UNREACHABLE,
+            },
+            CliError::Io(_) => EXIT_REFUSED,
+        }
+    }
+}
+
+/// Entry point of the `skiff` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "skiff", &mut io::stdout());
+        return Ok(());
+    }
+    let path = Credential::locate(cli.cred.as_deref())?;
+    let cred = Credential::load(&path)?;
+    let client = ApiClient::new(&cred)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    match cli.command {
+        None | Some(Command::Tui) => {
+            let app = cockpit::app::App::new(
+                cred.cluster_id.clone(),
+                cred.user.clone(),
+                client.current_endpoint(),
+            );
+            cockpit::run(&runtime, Arc::new(client), app)?;
+            Ok(())
+        }
+        Some(command) => {
+            let stdout = io::stdout();
+            let stderr = io::stderr();
+            runtime.block_on(execute(
+                command,
+                &client,
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            ))
+        }
+    }
+}
+
+/// Runs one non-interactive command, printing results to `out` and notes to `err`.
+pub async fn execute(
+    command: Command,
+    client: &ApiClient,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    match command {
+        Command::Node(NodeCommand::List { output }) => {
+            let nodes = client.nodes().await?;
+            out.write_all(match output {
+                OutputFormat::Table => output::nodes_table(&nodes),
+                OutputFormat::Json => output::nodes_json(&nodes),
+            }
+            .as_bytes())?;
+        }
+        Command::Node(NodeCommand::Token { ttl }) => {
+            let token = client.create_token(ttl).await?;
+            writeln!(out, "{}", token.token)?;
+            let left = token.expires_at.saturating_sub(skiff_cluster::unix_now());
+            writeln!(
+                err,
+                "expires at {} (in {})",
+                output::format_unix_utc(token.expires_at),
+                output::format_duration(left)
+            )?;
+        }
+        Command::Node(NodeCommand::Remove { name }) => {
+            let node = client.remove_node(&name).await?;
+            writeln!(
+                out,
+                "removed node {} ({}); its certificate is revoked",
+                node.name, node.address
+            )?;
+        }
+        Command::Node(NodeCommand::Promote { names, allow_even }) => {
+            let view = client.promote(names, allow_even).await?;
+            out.write_all(output::cluster_text(&view).as_bytes())?;
+        }
+        Command::Node(NodeCommand::Demote { names, allow_even }) => {
+            let view = client.demote(names, allow_even).await?;
+            out.write_all(output::cluster_text(&view).as_bytes())?;
+        }
+        Command::Cluster { output } => {
+            let view = client.cluster().await?;
+            out.write_all(match output {
+                OutputFormat::Table => output::cluster_text(&view),
+                OutputFormat::Json => output::cluster_json(&view),
+            }
+            .as_bytes())?;
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "skiff", out);
+        }
+        Command::Tui => {
+            return Err(CliError::Io(io::Error::other(
+                "the cockpit needs the terminal: start it with skiff_tui::run",
+            )))
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
