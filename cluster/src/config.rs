@@ -144,7 +144,9 @@ impl NodeConfig {
             return Err("raft.election_max_ms must be more than raft.election_min_ms".into());
         }
         if r.lease_ms >= r.election_min_ms || r.lease_ms <= r.heartbeat_ms {
-            return Err("raft.lease_ms must be between raft.heartbeat_ms and raft.election_min_ms".into());
+            return Err(
+                "raft.lease_ms must be between raft.heartbeat_ms and raft.election_min_ms".into(),
+            );
         }
         if self.gossip.interval_ms == 0 || !(self.gossip.phi_threshold > 0.0) {
             return Err("gossip.interval_ms and gossip.phi_threshold must be positive".into());
@@ -227,10 +229,14 @@ admin_eligible = true
     #[test]
     fn unknown_key_is_named() {
         let bad = format!("{GOOD}\nlisten_port = 3\n");
-        let e = NodeConfig::from_toml(&bad, Path::new("x")).unwrap_err().to_string();
+        let e = NodeConfig::from_toml(&bad, Path::new("x"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_port"), "{e}");
         let bad = format!("{GOOD}\n[raft]\nlease = 3\n");
-        let e = NodeConfig::from_toml(&bad, Path::new("x")).unwrap_err().to_string();
+        let e = NodeConfig::from_toml(&bad, Path::new("x"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lease"), "{e}");
     }
 
@@ -243,7 +249,9 @@ admin_eligible = true
             (format!("{GOOD}\n[raft]\nlease_ms = 5000\n"), "lease_ms"),
             (format!("{GOOD}\nseeds = [\"x\"]\n"), "seed"),
         ] {
-            let e = NodeConfig::from_toml(&bad, Path::new("x")).unwrap_err().to_string();
+            let e = NodeConfig::from_toml(&bad, Path::new("x"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{e} should mention {needle}");
         }
     }

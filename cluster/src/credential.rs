@@ -10,7 +10,9 @@ pub const DEFAULT_RELATIVE_PATH: &str = ".config/skiff/credential";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    #[error("no credential: pass --cred FILE, set SKIFF_CRED, or create ~/{DEFAULT_RELATIVE_PATH}")]
+    #[error(
+        "no credential: pass --cred FILE, set SKIFF_CRED, or create ~/{DEFAULT_RELATIVE_PATH}"
+    )]
     NotFound,
     #[error("cannot read credential {path}: {source}")]
     Io {

@@ -105,7 +105,9 @@ impl Socket for QuicGossipSocket {
             let mut slice = &bytes[..];
             match ChitchatMessage::deserialize(&mut slice) {
                 Ok(msg) => return Ok((from, msg)),
-                Err(e) => warn!(peer = %from, error = %e, len = bytes.len(), "invalid gossip message"),
+                Err(e) => {
+                    warn!(peer = %from, error = %e, len = bytes.len(), "invalid gossip message")
+                }
             }
         }
     }

@@ -138,7 +138,11 @@ pub enum CertKind<'a> {
     User,
 }
 
-fn leaf_params(name: &str, kind: CertKind<'_>, days: i64) -> Result<(CertificateParams, String), IdentityError> {
+fn leaf_params(
+    name: &str,
+    kind: CertKind<'_>,
+    days: i64,
+) -> Result<(CertificateParams, String), IdentityError> {
     validate_name(name)?;
     let mut params = CertificateParams::default();
     let (serial, serial_hex) = random_serial();

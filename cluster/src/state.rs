@@ -144,10 +144,17 @@ pub enum Command {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CommandOutcome {
     Done,
-    Joined { node_id: NodeId },
-    Removed { node: NodeRecord },
+    Joined {
+        node_id: NodeId,
+    },
+    Removed {
+        node: NodeRecord,
+    },
     /// The command was refused; the state is unchanged.
-    Refused { code: RefusalCode, message: String },
+    Refused {
+        code: RefusalCode,
+        message: String,
+    },
 }
 
 /// Why a command was refused.
@@ -205,7 +212,10 @@ impl ClusterState {
                     );
                 }
                 if self.join_tokens.contains_key(&token.id) {
-                    return CommandOutcome::refused(RefusalCode::Conflict, "token id already exists");
+                    return CommandOutcome::refused(
+                        RefusalCode::Conflict,
+                        "token id already exists",
+                    );
                 }
                 self.join_tokens.insert(token.id.clone(), token.clone());
                 CommandOutcome::Done

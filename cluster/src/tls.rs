@@ -111,7 +111,10 @@ pub(crate) fn certs_from_pem(
     Ok(certs)
 }
 
-pub(crate) fn key_from_pem(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn key_from_pem(
+    pem: &str,
+    what: &'static str,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
     let mut reader = pem.as_bytes();
     rustls_pemfile::private_key(&mut reader)
         .map_err(|e| TlsError::Pem {
@@ -137,10 +140,14 @@ fn crl_from_pem(pem: &str) -> Result<CertificateRevocationListDer<'static>, TlsE
 /// The CRL number and the revoked serials (hex) of a CRL, which must name `ca` as its issuer.
 fn crl_contents(der: &[u8], ca: &CertificateDer<'_>) -> Result<(u64, HashSet<String>), TlsError> {
     let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| TlsError::BadCrl(e.to_string()))?;
-    let (_, ca) =
-        x509_parser::parse_x509_certificate(ca.as_ref()).map_err(|e| TlsError::BadCrl(e.to_string()))?;
+    let (_, ca) = x509_parser::parse_x509_certificate(ca.as_ref())
+        .map_err(|e| TlsError::BadCrl(e.to_string()))?;
     if crl.issuer().as_raw() != ca.subject().as_raw() {
-        return Err(TlsError::BadCrl(format!("issued by {}, not by {}", crl.issuer(), ca.subject())));
+        return Err(TlsError::BadCrl(format!(
+            "issued by {}, not by {}",
+            crl.issuer(),
+            ca.subject()
+        )));
     }
     let number = crl
         .crl_number()
@@ -278,7 +285,11 @@ impl TlsContext {
         if number <= v.crl_number {
             return Ok(false);
         }
-        info!(crl_number = number, revoked = revoked.len(), "installed new CRL");
+        info!(
+            crl_number = number,
+            revoked = revoked.len(),
+            "installed new CRL"
+        );
         *v = Verifiers {
             client,
             server,
@@ -313,7 +324,10 @@ impl TlsContext {
 
     /// rustls client config for node-to-node QUIC: presents this node's certificate, accepts only
     /// node certificates of the cluster CA.
-    pub fn quic_client_config(self: &Arc<Self>, alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+    pub fn quic_client_config(
+        self: &Arc<Self>,
+        alpn: &[u8],
+    ) -> Result<rustls::ClientConfig, TlsError> {
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
@@ -362,7 +376,9 @@ impl ClientCertVerifier for DynClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let res = self.current().verify_client_cert(end_entity, intermediates, now);
+        let res = self
+            .current()
+            .verify_client_cert(end_entity, intermediates, now);
         if let Err(e) = &res {
             warn!(peer = %subject_of(end_entity), error = %e, "refused a client certificate");
         }
@@ -467,8 +483,13 @@ impl ServerCertVerifier for PinnedCaVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &node_server_name(), ocsp_response, now)
+        self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            &node_server_name(),
+            ocsp_response,
+            now,
+        )
     }
     fn verify_tls12_signature(
         &self,
@@ -504,8 +525,9 @@ pub fn node_verifier_for_ca_der(
     for c in cas {
         roots.add(c)?;
     }
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()?;
     Ok(Arc::new(PinnedCaVerifier { inner }))
 }
 

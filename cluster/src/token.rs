@@ -62,7 +62,11 @@ impl JoinToken {
 
 impl std::fmt::Display for JoinToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{PREFIX}.{}.{}.{}", self.id, self.secret, self.ca_fingerprint)
+        write!(
+            f,
+            "{PREFIX}.{}.{}.{}",
+            self.id, self.secret, self.ca_fingerprint
+        )
     }
 }
 
@@ -74,7 +78,13 @@ mod tests {
     fn round_trip_and_garbage() {
         let t = JoinToken::generate(&"ab".repeat(32));
         assert_eq!(JoinToken::parse(&t.to_string()).unwrap(), t);
-        for bad in ["", "skiff1", "x.y.z.w", "skiff1.zz.zz.zz", &format!("{t}.x")] {
+        for bad in [
+            "",
+            "skiff1",
+            "x.y.z.w",
+            "skiff1.zz.zz.zz",
+            &format!("{t}.x"),
+        ] {
             assert!(JoinToken::parse(bad).is_err(), "{bad}");
         }
     }

@@ -63,8 +63,12 @@ impl Node {
     pub async fn start(data_dir: &Path) -> anyhow::Result<Arc<Node>> {
         let config_path = data_dir.join(CONFIG_FILE);
         let config = NodeConfig::load(&config_path)?;
-        let facts = NodeFacts::load(data_dir)
-            .with_context(|| format!("{} is not an initialised data dir (run `skiffd init` or `skiffd join`)", data_dir.display()))?;
+        let facts = NodeFacts::load(data_dir).with_context(|| {
+            format!(
+                "{} is not an initialised data dir (run `skiffd init` or `skiffd join`)",
+                data_dir.display()
+            )
+        })?;
         let files = IdentityFiles::new(data_dir);
         let id = files.load()?;
         let tls = TlsContext::new(&id)?;
@@ -87,7 +91,10 @@ impl Node {
             .await?;
             if data_dir.join(BOOTSTRAP_FILE).exists() {
                 let mut members = BTreeMap::new();
-                members.insert(facts.node_id, openraft::BasicNode::new(advertise.to_string()));
+                members.insert(
+                    facts.node_id,
+                    openraft::BasicNode::new(advertise.to_string()),
+                );
                 match raft.initialize(members).await {
                     Ok(()) => info!("initialised a new Raft group"),
                     Err(e) => info!(reason = %e, "Raft group already initialised"),
@@ -129,7 +136,10 @@ impl Node {
                     (keys::CORES.into(), figures.cores.to_string()),
                     (keys::MEMORY_TOTAL.into(), figures.memory_total.to_string()),
                     (keys::MEMORY_USED.into(), figures.memory_used.to_string()),
-                    (keys::STORAGE.into(), serde_json::to_string(&figures.storage)?),
+                    (
+                        keys::STORAGE.into(),
+                        serde_json::to_string(&figures.storage)?,
+                    ),
                     (keys::SERVERS.into(), "0".into()),
                     (keys::TERM.into(), "0".into()),
                 ],
@@ -187,7 +197,11 @@ impl Node {
         }
         // Let the supervisor see the signal and stop leader services first.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let tasks: Vec<_> = self.tasks.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
         for t in &tasks {
             t.abort();
         }
@@ -212,16 +226,21 @@ impl Node {
     pub async fn leader_hint(&self) -> Option<LeaderHint> {
         if let Some(r) = &self.replica {
             let m = r.raft.metrics().borrow().clone();
-            let id = m.current_leader?;
-            let node = m.membership_config.membership().get_node(&id)?.clone();
-            let addr: SocketAddr = node.addr.parse().ok()?;
-            let name = r
-                .state
-                .read()
-                .node_by_id(id)
-                .map(|n| n.name.clone())
-                .unwrap_or_else(|| format!("node-{id}"));
-            return Some(LeaderHint { name, addr });
+            let known = m.current_leader.and_then(|id| {
+                let node = m.membership_config.membership().get_node(&id)?.clone();
+                let addr: SocketAddr = node.addr.parse().ok()?;
+                let name = r
+                    .state
+                    .read()
+                    .node_by_id(id)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_else(|| format!("node-{id}"));
+                Some(LeaderHint { name, addr })
+            });
+            if known.is_some() {
+                return known;
+            }
+            // A fresh learner has not heard from the leader yet: gossip may know.
         }
         let nodes = self.gossip.nodes().await;
         nodes
@@ -347,7 +366,9 @@ async fn sync_crl(node: Arc<Node>) {
                     node.endpoint.close_revoked();
                     let own = skiff_cluster::tls::peer_identity(node.tls.own_cert());
                     if own.is_some_and(|p| node.tls.is_revoked(&p.serial_hex)) {
-                        error!("this node's certificate is revoked: it was removed from the cluster");
+                        error!(
+                            "this node's certificate is revoked: it was removed from the cluster"
+                        );
                     }
                 }
                 Ok(false) => {}
@@ -367,7 +388,9 @@ fn fingerprint(s: &str) -> u64 {
 /// What only the leader does in the background: commit the bootstrap command of a new cluster,
 /// and prune expired join tokens.
 async fn leader_duties(node: Arc<Node>) {
-    let Some(leader) = node.leader.clone() else { return };
+    let Some(leader) = node.leader.clone() else {
+        return;
+    };
     let mut active = leader.watch();
     let bootstrap = node.data_dir.join(BOOTSTRAP_FILE);
     let mut last_prune = std::time::Instant::now();

@@ -99,14 +99,15 @@ pub async fn serve(node: Arc<Node>) {
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    debug!(peer = %remote, error = %e, "API TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        debug!(peer = %remote, error = %e, "API TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let id = tls
                 .get_ref()
                 .1
@@ -165,7 +166,10 @@ async fn leader_gate(node: &Node, uri: &Uri) -> Result<ClusterState, Response> {
             let location = format!("https://{}{}", h.addr, path);
             let body = ApiError {
                 code: ApiError::NOT_LEADER.into(),
-                message: format!("{} is not the leader; the leader is {} at {}", node.name, h.name, h.addr),
+                message: format!(
+                    "{} is not the leader; the leader is {} at {}",
+                    node.name, h.name, h.addr
+                ),
                 leader: Some(h.addr.to_string()),
             };
             Err((
@@ -241,9 +245,16 @@ struct Status {
 }
 
 /// Answered by every node itself (no redirect): who it is and whom it follows.
-async fn status(State(node): State<Arc<Node>>, Extension(caller): Extension<Caller>) -> ApiResult<Status> {
+async fn status(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Status> {
     if caller.user.is_none() {
-        return Err(Failure::new(StatusCode::UNAUTHORIZED, "unauthenticated", "present a user certificate"));
+        return Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "present a user certificate",
+        ));
     }
     Ok(Json(Status {
         name: node.name.clone(),
@@ -254,7 +265,12 @@ async fn status(State(node): State<Arc<Node>>, Extension(caller): Extension<Call
     }))
 }
 
-fn view_of(rec: &NodeRecord, g: Option<&GossipNode>, voters: &BTreeSet<u64>, leader: Option<u64>) -> NodeView {
+fn view_of(
+    rec: &NodeRecord,
+    g: Option<&GossipNode>,
+    voters: &BTreeSet<u64>,
+    leader: Option<u64>,
+) -> NodeView {
     let storage = g
         .and_then(|g| g.get(keys::STORAGE))
         .and_then(|s| serde_json::from_str::<Vec<PoolUsage>>(s).ok())
@@ -295,7 +311,14 @@ async fn node_views(node: &Node, state: &ClusterState) -> Vec<NodeView> {
     state
         .nodes
         .values()
-        .map(|rec| view_of(rec, gossip.iter().find(|g| g.name == rec.name), &voters, leader))
+        .map(|rec| {
+            view_of(
+                rec,
+                gossip.iter().find(|g| g.name == rec.name),
+                &voters,
+                leader,
+            )
+        })
         .collect()
 }
 
@@ -336,7 +359,11 @@ async fn cluster(
 
 async fn propose(node: &Node, cmd: Command) -> Result<CommandOutcome, Failure> {
     node.propose(cmd).await.map_err(|e| {
-        Failure::new(StatusCode::SERVICE_UNAVAILABLE, ApiError::NO_LEADER, e.to_string())
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NO_LEADER,
+            e.to_string(),
+        )
     })
 }
 
@@ -347,7 +374,10 @@ fn refused(outcome: CommandOutcome) -> Failure {
                 skiff_cluster::state::RefusalCode::NotFound => StatusCode::NOT_FOUND,
                 _ => StatusCode::CONFLICT,
             };
-            Failure(status, ApiError::new(format!("{code:?}").to_lowercase(), message))
+            Failure(
+                status,
+                ApiError::new(format!("{code:?}").to_lowercase(), message),
+            )
         }
         other => Failure::internal(format!("unexpected outcome {other:?}")),
     }
@@ -366,8 +396,12 @@ async fn create_token(
             "ttl_secs must be between {MIN_TOKEN_TTL} and {MAX_TOKEN_TTL}"
         )));
     }
-    let ca = state.ca.as_ref().ok_or_else(|| Failure::internal("the cluster has no CA yet"))?;
-    let fingerprint = identity::ca_fingerprint(&ca.cert_pem).map_err(|e| Failure::internal(e.to_string()))?;
+    let ca = state
+        .ca
+        .as_ref()
+        .ok_or_else(|| Failure::internal("the cluster has no CA yet"))?;
+    let fingerprint =
+        identity::ca_fingerprint(&ca.cert_pem).map_err(|e| Failure::internal(e.to_string()))?;
     let token = JoinToken::generate(&fingerprint);
     let expires_at = skiff_cluster::unix_now() + req.ttl_secs;
     let outcome = propose(
@@ -400,7 +434,11 @@ fn resolve_names(state: &ClusterState, names: &[String]) -> Result<Vec<NodeRecor
         .iter()
         .map(|n| {
             state.nodes.get(n).cloned().ok_or_else(|| {
-                Failure::new(StatusCode::NOT_FOUND, "not_found", format!("no node named {n:?}"))
+                Failure::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no node named {n:?}"),
+                )
             })
         })
         .collect()
@@ -419,7 +457,11 @@ fn check_voter_count(count: usize, allow_even: bool) -> Result<(), Failure> {
 }
 
 fn membership_failure(e: impl std::fmt::Display) -> Failure {
-    Failure::new(StatusCode::CONFLICT, "membership_change_failed", e.to_string())
+    Failure::new(
+        StatusCode::CONFLICT,
+        "membership_change_failed",
+        e.to_string(),
+    )
 }
 
 async fn promote(
@@ -431,17 +473,31 @@ async fn promote(
     let state = gate!(node, uri, caller, true);
     let Json(req) = body.map_err(|e| Failure::bad_request(e.body_text()))?;
     let recs = resolve_names(&state, &req.names)?;
-    if let Some(c) = recs.iter().find(|r| r.role != skiff_cluster::state::NodeRole::AdminEligible) {
+    if let Some(c) = recs
+        .iter()
+        .find(|r| r.role != skiff_cluster::state::NodeRole::AdminEligible)
+    {
         return Err(Failure::bad_request(format!(
             "{} is a compute node; only admin-eligible nodes can vote",
             c.name
         )));
     }
     let (voters, learners, _, _) = voters_and_leader(&node);
-    let new: BTreeSet<u64> = recs.iter().map(|r| r.id).filter(|id| !voters.contains(id)).collect();
+    let new: BTreeSet<u64> = recs
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| !voters.contains(id))
+        .collect();
     check_voter_count(voters.len() + new.len(), req.allow_even)?;
-    let raft = &node.replica.as_ref().ok_or_else(|| Failure::internal("no replica"))?.raft;
-    for r in recs.iter().filter(|r| new.contains(&r.id) && !learners.contains(&r.id)) {
+    let raft = &node
+        .replica
+        .as_ref()
+        .ok_or_else(|| Failure::internal("no replica"))?
+        .raft;
+    for r in recs
+        .iter()
+        .filter(|r| new.contains(&r.id) && !learners.contains(&r.id))
+    {
         raft.add_learner(r.id, openraft::BasicNode::new(r.addr.to_string()), true)
             .await
             .map_err(membership_failure)?;
@@ -464,10 +520,18 @@ async fn demote(
     let Json(req) = body.map_err(|e| Failure::bad_request(e.body_text()))?;
     let recs = resolve_names(&state, &req.names)?;
     let (voters, _, _, _) = voters_and_leader(&node);
-    let gone: BTreeSet<u64> = recs.iter().map(|r| r.id).filter(|id| voters.contains(id)).collect();
+    let gone: BTreeSet<u64> = recs
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| voters.contains(id))
+        .collect();
     check_voter_count(voters.len() - gone.len(), req.allow_even)?;
     if !gone.is_empty() {
-        let raft = &node.replica.as_ref().ok_or_else(|| Failure::internal("no replica"))?.raft;
+        let raft = &node
+            .replica
+            .as_ref()
+            .ok_or_else(|| Failure::internal("no replica"))?
+            .raft;
         raft.change_membership(ChangeMembers::RemoveVoters(gone), true)
             .await
             .map_err(membership_failure)?;
@@ -495,7 +559,11 @@ async fn remove_node(
         .into_iter()
         .find(|v| v.name == name);
     let (voters, learners, _, _) = voters_and_leader(&node);
-    let raft = &node.replica.as_ref().ok_or_else(|| Failure::internal("no replica"))?.raft;
+    let raft = &node
+        .replica
+        .as_ref()
+        .ok_or_else(|| Failure::internal("no replica"))?
+        .raft;
     if voters.contains(&rec.id) {
         check_voter_count(voters.len() - 1, true)?;
         raft.change_membership(ChangeMembers::RemoveVoters([rec.id].into()), false)

@@ -13,7 +13,12 @@ use crate::agent::{Node, CONFIG_FILE};
 #[command(name = "skiffd", version, about = "The Skiff node agent")]
 pub struct Cli {
     /// Log filter (tracing syntax, e.g. `info` or `skiff_cluster=debug`); `RUST_LOG` also works.
-    #[arg(long, global = true, env = "SKIFF_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "SKIFF_LOG",
+        default_value = "info,openraft=warn"
+    )]
     pub log: String,
     #[command(subcommand)]
     pub command: Command,
@@ -63,7 +68,12 @@ pub enum Command {
     CheckConfig { file: PathBuf },
 }
 
-fn new_config(name: String, listen: SocketAddr, advertise: Option<SocketAddr>, admin_eligible: bool) -> NodeConfig {
+fn new_config(
+    name: String,
+    listen: SocketAddr,
+    advertise: Option<SocketAddr>,
+    admin_eligible: bool,
+) -> NodeConfig {
     NodeConfig {
         name,
         listen,
@@ -85,10 +95,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             advertise,
         } => {
-            let out = crate::init::init_cluster(&data_dir, new_config(name, listen, advertise, true))?;
-            println!("cluster {} created in {}", out.cluster_id, data_dir.display());
+            let out =
+                crate::init::init_cluster(&data_dir, new_config(name, listen, advertise, true))?;
+            println!(
+                "cluster {} created in {}",
+                out.cluster_id,
+                data_dir.display()
+            );
             println!("admin credential: {}", out.credential_path.display());
-            println!("start the node:   skiffd run --data-dir {}", data_dir.display());
+            println!(
+                "start the node:   skiffd run --data-dir {}",
+                data_dir.display()
+            );
             Ok(())
         }
         Command::Join {
@@ -126,7 +144,9 @@ async fn run_node(data_dir: &Path) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
-    let node = Node::start(data_dir).await.context("cannot start the node")?;
+    let node = Node::start(data_dir)
+        .await
+        .context("cannot start the node")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

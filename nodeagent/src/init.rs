@@ -41,7 +41,8 @@ pub fn init_cluster(data_dir: &Path, mut config: NodeConfig) -> anyhow::Result<I
     let advertise = config.advertise_addr();
     let node_key = identity::new_key_pem()?;
     let ips = [advertise.ip()];
-    let node_cert = identity::issue_for_key(&ca, &config.name, CertKind::Node { ips: &ips }, &node_key)?;
+    let node_cert =
+        identity::issue_for_key(&ca, &config.name, CertKind::Node { ips: &ips }, &node_key)?;
     let admin_key = identity::new_key_pem()?;
     let admin_cert = identity::issue_for_key(&ca, ADMIN_USER, CertKind::User, &admin_key)?;
 
@@ -78,7 +79,11 @@ pub fn init_cluster(data_dir: &Path, mut config: NodeConfig) -> anyhow::Result<I
         cluster_id: cluster_id.clone(),
         node_id: 1,
     };
-    identity::write_file(&NodeFacts::path(data_dir), &serde_json::to_string_pretty(&facts)?, false)?;
+    identity::write_file(
+        &NodeFacts::path(data_dir),
+        &serde_json::to_string_pretty(&facts)?,
+        false,
+    )?;
     let credential = Credential {
         cluster_id: cluster_id.clone(),
         user: ADMIN_USER.into(),

@@ -67,7 +67,9 @@ impl JoinHandler {
             serde_json::from_slice(body).map_err(|e| format!("malformed join request: {e}"))?;
         if node.serving_term().is_none() {
             if peer.node_name().is_some() {
-                return Err("the node this request was forwarded to is not the leader; retry".into());
+                return Err(
+                    "the node this request was forwarded to is not the leader; retry".into(),
+                );
             }
             let leader = node
                 .leader_hint()
@@ -75,11 +77,17 @@ impl JoinHandler {
                 .ok_or("no leader is known right now; retry in a few seconds")?;
             let reply = node
                 .endpoint
-                .request(leader.addr, ALPN_JOIN, body.to_vec(), Duration::from_secs(15))
+                .request(
+                    leader.addr,
+                    ALPN_JOIN,
+                    body.to_vec(),
+                    Duration::from_secs(15),
+                )
                 .await
                 .map_err(|e| format!("cannot reach the leader {}: {e}", leader.name))?;
-            return serde_json::from_slice(&reply)
-                .map_err(|e| format!("the leader sent a malformed reply: {e}"));
+            let reply: JoinReply = serde_json::from_slice(&reply)
+                .map_err(|e| format!("the leader sent a malformed reply: {e}"))?;
+            return reply;
         }
         accept_join(&node, req).await
     }
@@ -100,10 +108,16 @@ async fn accept_join(node: &Node, req: JoinRequest) -> JoinReply {
     let token = JoinToken::parse(&req.token).map_err(|e| e.to_string())?;
     identity::validate_name(&req.name).map_err(|e| e.to_string())?;
     if req.addr.ip().is_unspecified() || req.addr.port() == 0 {
-        return Err(format!("{} is not an address other nodes can reach", req.addr));
+        return Err(format!(
+            "{} is not an address other nodes can reach",
+            req.addr
+        ));
     }
     let state = node.state().ok_or("this node holds no replica")?;
-    let ca = state.ca.clone().ok_or("the cluster is not bootstrapped yet; retry")?;
+    let ca = state
+        .ca
+        .clone()
+        .ok_or("the cluster is not bootstrapped yet; retry")?;
     let fingerprint = identity::ca_fingerprint(&ca.cert_pem).map_err(|e| e.to_string())?;
     if fingerprint != token.ca_fingerprint {
         return Err("the join token belongs to another cluster".into());
@@ -114,8 +128,9 @@ async fn accept_join(node: &Node, req: JoinRequest) -> JoinReply {
         NodeRole::Compute
     };
     let ips = [req.addr.ip()];
-    let issued = identity::issue_for_csr(&ca, &req.name, CertKind::Node { ips: &ips }, &req.csr_pem)
-        .map_err(|e| e.to_string())?;
+    let issued =
+        identity::issue_for_csr(&ca, &req.name, CertKind::Node { ips: &ips }, &req.csr_pem)
+            .map_err(|e| e.to_string())?;
     let outcome = node
         .propose(Command::Join {
             token_id: token.id.clone(),
@@ -137,7 +152,11 @@ async fn accept_join(node: &Node, req: JoinRequest) -> JoinReply {
         if let Some(r) = &node.replica {
             if let Err(e) = r
                 .raft
-                .add_learner(node_id, openraft::BasicNode::new(req.addr.to_string()), false)
+                .add_learner(
+                    node_id,
+                    openraft::BasicNode::new(req.addr.to_string()),
+                    false,
+                )
                 .await
             {
                 warn!(error = %e, node = %req.name, "could not add the new node as a Raft learner");

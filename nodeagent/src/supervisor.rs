@@ -124,7 +124,10 @@ impl LeaderServices {
                     None => lease,
                 };
                 let started = Instant::now();
-                let confirm = tokio::time::timeout(budget.max(Duration::from_millis(1)), raft.get_read_log_id());
+                let confirm = tokio::time::timeout(
+                    budget.max(Duration::from_millis(1)),
+                    raft.get_read_log_id(),
+                );
                 let confirmed = tokio::select! {
                     r = confirm => matches!(r, Ok(Ok(_))),
                     _ = shutdown.changed() => false,
@@ -140,7 +143,10 @@ impl LeaderServices {
                 }
                 Some((_, term)) => {
                     if self.active_term().is_some() {
-                        warn!(term, "leadership not confirmed within the lease: stopping leader services");
+                        warn!(
+                            term,
+                            "leadership not confirmed within the lease: stopping leader services"
+                        );
                     }
                     lease_until = None;
                     self.set(None).await;

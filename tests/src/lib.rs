@@ -1,1 +1,11 @@
-//! Test harness shared by the integration tests.
+//! Test harnesses shared by the integration tests.
+//!
+//! - [`inprocess`]: clusters of N nodes in one process over real QUIC on 127.0.0.1, with fault
+//!   injection for partitions. Fast; used by most cluster tests and the gossip benchmark.
+//! - [`netns`]: hosts built from network namespaces and veth pairs on a bridge (198.18.0.0/15),
+//!   running the real `skiffd` binary; cleaned up by guards even when a test fails.
+//! - [`bins`]: where the workspace's binaries are.
+
+pub mod bins;
+pub mod inprocess;
+pub mod netns;

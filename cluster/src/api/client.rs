@@ -485,25 +485,30 @@ mod tests {
     }
 
     fn leader_handler() -> fake::Handler {
-        Arc::new(|req: &fake::Request| match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/api/v1/nodes") => Reply::json(200, &vec![node("n1", true)]),
-            ("POST", "/api/v1/nodes/tokens") => {
-                let body: TokenRequest = serde_json::from_slice(&req.body).unwrap();
-                Reply::json(
-                    200,
-                    &TokenResponse {
-                        token: format!("tok-{}", body.ttl_secs),
-                        expires_at: 100 + body.ttl_secs,
-                    },
-                )
-            }
-            ("DELETE", "/api/v1/nodes/a%20b") => Reply::json(200, &node("a b", false)),
-            ("POST", "/api/v1/nodes/promote") => Reply::json(
-                409,
-                &ApiError::new("even_voters", "that would leave 2 voters; pass --allow-even"),
-            ),
-            _ => Reply::json(404, &ApiError::new("not_found", "no such route")),
-        })
+        Arc::new(
+            |req: &fake::Request| match (req.method.as_str(), req.path.as_str()) {
+                ("GET", "/api/v1/nodes") => Reply::json(200, &vec![node("n1", true)]),
+                ("POST", "/api/v1/nodes/tokens") => {
+                    let body: TokenRequest = serde_json::from_slice(&req.body).unwrap();
+                    Reply::json(
+                        200,
+                        &TokenResponse {
+                            token: format!("tok-{}", body.ttl_secs),
+                            expires_at: 100 + body.ttl_secs,
+                        },
+                    )
+                }
+                ("DELETE", "/api/v1/nodes/a%20b") => Reply::json(200, &node("a b", false)),
+                ("POST", "/api/v1/nodes/promote") => Reply::json(
+                    409,
+                    &ApiError::new(
+                        "even_voters",
+                        "that would leave 2 voters; pass --allow-even",
+                    ),
+                ),
+                _ => Reply::json(404, &ApiError::new("not_found", "no such route")),
+            },
+        )
     }
 
     fn follower_handler(leader: String) -> fake::Handler {
@@ -525,7 +530,10 @@ mod tests {
 
     fn no_leader_handler() -> fake::Handler {
         Arc::new(|_: &fake::Request| {
-            Reply::json(503, &ApiError::new(ApiError::NO_LEADER, "no leader is known"))
+            Reply::json(
+                503,
+                &ApiError::new(ApiError::NO_LEADER, "no leader is known"),
+            )
         })
     }
 
@@ -676,7 +684,10 @@ mod tests {
     fn non_json_errors_get_a_readable_message() {
         let e = parse_api_error(StatusCode::BAD_GATEWAY, b"upstream down");
         assert_eq!(e.code, "http_502");
-        assert_eq!(e.message, "the server answered 502 Bad Gateway: upstream down");
+        assert_eq!(
+            e.message,
+            "the server answered 502 Bad Gateway: upstream down"
+        );
     }
 
     /// A blocking HTTPS/1.1 server with mutual TLS, one thread per node, for client tests.

@@ -141,7 +141,8 @@ pub struct QuicEndpoint {
 fn transport_config(keep_alive: bool) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(10)).unwrap_or(quinn::VarInt::from_u32(10_000).into()),
+        quinn::IdleTimeout::try_from(Duration::from_secs(10))
+            .unwrap_or(quinn::VarInt::from_u32(10_000).into()),
     ));
     if keep_alive {
         t.keep_alive_interval(Some(Duration::from_secs(2)));
@@ -155,12 +156,16 @@ impl QuicEndpoint {
     /// Binds the endpoint and starts accepting connections.
     pub fn bind(listen: SocketAddr, tls: Arc<TlsContext>) -> Result<Self, TransportError> {
         let server_tls = tls.quic_server_config(&ALPNS)?;
-        let server_crypto =
-            QuicServerConfig::try_from(server_tls).map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        let server_crypto = QuicServerConfig::try_from(server_tls)
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server_config.transport_config(transport_config(false));
-        let endpoint = quinn::Endpoint::server(server_config, listen)
-            .map_err(|source| TransportError::Bind { addr: listen, source })?;
+        let endpoint = quinn::Endpoint::server(server_config, listen).map_err(|source| {
+            TransportError::Bind {
+                addr: listen,
+                source,
+            }
+        })?;
         let mut client_configs = HashMap::new();
         for alpn in ALPNS {
             let c = tls.quic_client_config(alpn)?;
@@ -226,7 +231,13 @@ impl QuicEndpoint {
         alpn: &'static [u8],
     ) -> Result<quinn::Connection, TransportError> {
         let key = (to, alpn);
-        if let Some(c) = self.inner.outgoing.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(c) = self
+            .inner
+            .outgoing
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
             if c.close_reason().is_none() {
                 return Ok(c);
             }
@@ -267,7 +278,10 @@ impl QuicEndpoint {
         timeout: Duration,
     ) -> Result<Vec<u8>, TransportError> {
         if self.inner.faults.is_blocked(&to) {
-            return Err(TransportError::Unreachable(to, "link cut by fault injection".into()));
+            return Err(TransportError::Unreachable(
+                to,
+                "link cut by fault injection".into(),
+            ));
         }
         let exchange = async {
             let conn = self.connection(to, alpn).await?;
@@ -303,7 +317,10 @@ impl QuicEndpoint {
         body: &[u8],
     ) -> Result<(), TransportError> {
         if self.inner.faults.is_blocked(&to) {
-            return Err(TransportError::Unreachable(to, "link cut by fault injection".into()));
+            return Err(TransportError::Unreachable(
+                to,
+                "link cut by fault injection".into(),
+            ));
         }
         let res = async {
             let conn = self.connection(to, alpn).await?;
@@ -326,7 +343,9 @@ impl QuicEndpoint {
 
     /// Closes every connection whose peer certificate the CRL in force revokes.
     pub fn close_revoked(&self) {
-        let Ok(live) = self.inner.live.lock() else { return };
+        let Ok(live) = self.inner.live.lock() else {
+            return;
+        };
         for (conn, serial) in live.values() {
             if self.inner.tls.is_revoked(serial) {
                 warn!(peer = %conn.remote_address(), serial = %serial, "closing connection of a revoked certificate");
@@ -337,7 +356,9 @@ impl QuicEndpoint {
 
     /// Closes the endpoint: every connection ends, the accept loop stops.
     pub fn close(&self) {
-        self.inner.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+        self.inner
+            .endpoint
+            .close(quinn::VarInt::from_u32(0), b"shutdown");
     }
 }
 
@@ -410,7 +431,10 @@ async fn accept_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
     };
     if alpn != ALPN_JOIN && !is_node {
         warn!(peer = %remote, protocol = %String::from_utf8_lossy(alpn), "refused a peer without a node certificate");
-        conn.close(quinn::VarInt::from_u32(403), b"a node certificate is required");
+        conn.close(
+            quinn::VarInt::from_u32(403),
+            b"a node certificate is required",
+        );
         return;
     }
     let peer = PeerInfo {
