@@ -148,7 +148,10 @@ impl NodeConfig {
                 "raft.lease_ms must be between raft.heartbeat_ms and raft.election_min_ms".into(),
             );
         }
-        if self.gossip.interval_ms == 0 || !(self.gossip.phi_threshold > 0.0) {
+        if self.gossip.interval_ms == 0
+            || self.gossip.phi_threshold.is_nan()
+            || self.gossip.phi_threshold <= 0.0
+        {
             return Err("gossip.interval_ms and gossip.phi_threshold must be positive".into());
         }
         for s in &self.seeds {

@@ -167,10 +167,13 @@ struct Verifiers {
     revoked: HashSet<String>,
 }
 
+/// A client and a server certificate verifier built from the same roots and CRL.
+type VerifierPair = (Arc<dyn ClientCertVerifier>, Arc<dyn ServerCertVerifier>);
+
 fn build_verifiers(
     roots: &Arc<RootCertStore>,
     crl: Option<&CertificateRevocationListDer<'static>>,
-) -> Result<(Arc<dyn ClientCertVerifier>, Arc<dyn ServerCertVerifier>), TlsError> {
+) -> Result<VerifierPair, TlsError> {
     let mut client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
         .allow_unauthenticated()
         .only_check_end_entity_revocation()

@@ -423,8 +423,10 @@ async fn commit_bootstrap(node: &Node, path: &Path) -> anyhow::Result<()> {
     let cmd: Command = serde_json::from_str(&text).context("bootstrap.json is corrupt")?;
     match node.propose(cmd).await? {
         CommandOutcome::Done => {}
-        CommandOutcome::Refused { code, .. }
-            if code == skiff_cluster::state::RefusalCode::AlreadyBootstrapped => {}
+        CommandOutcome::Refused {
+            code: skiff_cluster::state::RefusalCode::AlreadyBootstrapped,
+            ..
+        } => {}
         other => anyhow::bail!("bootstrap refused: {other:?}"),
     }
     std::fs::remove_file(path)?;

@@ -44,9 +44,9 @@ pub fn measure(data_dir: &Path) -> NodeFigures {
         .unwrap_or((0, 0));
     let mut storage = Vec::new();
     if let Ok(st) = nix::sys::statvfs::statvfs(data_dir) {
-        let frag = st.fragment_size() as u64;
-        let total = st.blocks() as u64 * frag;
-        let free = st.blocks_available() as u64 * frag;
+        let frag = st.fragment_size();
+        let total = st.blocks() * frag;
+        let free = st.blocks_available() * frag;
         storage.push(PoolFigures {
             name: "local".into(),
             total,

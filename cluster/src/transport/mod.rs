@@ -118,6 +118,8 @@ impl Faults {
 }
 
 type ConnKey = (SocketAddr, &'static [u8]);
+/// A gossip message and the peer it came from.
+type GossipDelivery = (SocketAddr, Vec<u8>);
 
 struct Inner {
     endpoint: quinn::Endpoint,
@@ -127,8 +129,8 @@ struct Inner {
     /// Every open connection with its peer's certificate serial, to close revoked ones.
     live: Mutex<HashMap<usize, (quinn::Connection, String)>>,
     handlers: RwLock<HashMap<&'static [u8], Arc<dyn RequestHandler>>>,
-    gossip_tx: mpsc::Sender<(SocketAddr, Vec<u8>)>,
-    gossip_rx: Mutex<Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>>,
+    gossip_tx: mpsc::Sender<GossipDelivery>,
+    gossip_rx: Mutex<Option<mpsc::Receiver<GossipDelivery>>>,
     faults: Faults,
 }
 
@@ -221,7 +223,7 @@ impl QuicEndpoint {
     }
 
     /// The stream of incoming gossip messages (taken once, by the gossip transport).
-    pub fn take_gossip_inbox(&self) -> Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>> {
+    pub fn take_gossip_inbox(&self) -> Option<mpsc::Receiver<GossipDelivery>> {
         self.inner.gossip_rx.lock().ok()?.take()
     }
 
