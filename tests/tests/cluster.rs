@@ -423,3 +423,52 @@ async fn raw_anonymous_request(to: std::net::SocketAddr, alpn: &[u8]) -> anyhow:
     s.finish()?;
     Ok(tokio::time::timeout(Duration::from_secs(3), r.read_to_end(1 << 20)).await??)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_demote_change_the_voter_set() {
+    let mut spec = ClusterSpec::new(4, 1);
+    spec.compute_from = 3;
+    let c = TestCluster::start(spec).await;
+    let client = c.client();
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let view = client.cluster().await.unwrap();
+    assert_eq!(view.voters, names(&["n0"]));
+    assert_eq!(
+        view.learners,
+        names(&["n1", "n2"]),
+        "admin-eligible nodes join as learners"
+    );
+    // One at a time would leave 2 voters: refused with the reason, nothing changed.
+    let e = client.promote(names(&["n1"]), false).await.unwrap_err();
+    assert!(e.to_string().contains("even"), "{e}");
+    assert_eq!(client.cluster().await.unwrap().voters, names(&["n0"]));
+    // A compute node cannot vote.
+    let e = client
+        .promote(names(&["n3", "n1"]), false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("compute"), "{e}");
+    // An unknown node is named.
+    let e = client
+        .promote(names(&["nope", "n1"]), false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+    let view = client.promote(names(&["n1", "n2"]), false).await.unwrap();
+    assert_eq!(view.voters, names(&["n0", "n1", "n2"]));
+    let nodes = client.nodes().await.unwrap();
+    assert_eq!(nodes.iter().filter(|v| v.voter).count(), 3);
+    assert!(!nodes.iter().find(|v| v.name == "n3").unwrap().voter);
+    // Demote two back to learners.
+    let leader = c.wait_single_leader(LIMIT).await;
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| c.names[i].clone())
+        .collect();
+    let view = client.demote(others.clone(), false).await.unwrap();
+    assert_eq!(view.voters, vec![c.names[leader].clone()]);
+    for o in &others {
+        assert!(view.learners.contains(o), "{view:?}");
+    }
+    c.shutdown().await;
+}
