@@ -98,9 +98,9 @@ impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
             heartbeat_ms: 100,
-            election_min_ms: 500,
-            election_max_ms: 900,
-            lease_ms: 400,
+            election_min_ms: 400,
+            election_max_ms: 600,
+            lease_ms: 300,
         }
     }
 }
