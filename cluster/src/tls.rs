@@ -307,7 +307,7 @@ impl TlsContext {
     }
 
     fn server_verifier(self: &Arc<Self>) -> Arc<dyn ServerCertVerifier> {
-        Arc::new(DynServerVerifier(self.clone()))
+        Arc::new(NodeServerVerifier(self.clone()))
     }
 
     /// rustls server config for node-to-node QUIC: TLS 1.3, the given ALPNs, client certificates
@@ -408,16 +408,25 @@ impl ClientCertVerifier for DynClientVerifier {
     }
 }
 
-/// Verifies a server as "a node of this cluster", whatever host name or address was dialled.
-#[derive(Debug)]
-struct DynServerVerifier(Arc<TlsContext>);
+/// Where a node-checking server verifier gets the WebPKI verifier it delegates to.
+trait VerifierSource: fmt::Debug + Send + Sync {
+    fn current(&self) -> Arc<dyn ServerCertVerifier>;
+}
 
-impl DynServerVerifier {
+/// The verifier in force in a [`TlsContext`] (it changes with each new CRL).
+impl VerifierSource for Arc<TlsContext> {
     fn current(&self) -> Arc<dyn ServerCertVerifier> {
-        match self.0.verifiers.read() {
+        match self.verifiers.read() {
             Ok(v) => v.server.clone(),
             Err(p) => p.into_inner().server.clone(),
         }
+    }
+}
+
+/// A fixed verifier (API clients: the CA from the credential).
+impl VerifierSource for Arc<dyn ServerCertVerifier> {
+    fn current(&self) -> Arc<dyn ServerCertVerifier> {
+        self.clone()
     }
 }
 
@@ -429,7 +438,12 @@ fn node_server_name() -> ServerName<'static> {
     )
 }
 
-impl ServerCertVerifier for DynServerVerifier {
+/// Verifies a server as "a node of this cluster", whatever host name or address was dialled:
+/// nodes are reached by IP, and every node certificate carries [`NODE_SAN`]. Refusals are logged.
+#[derive(Debug)]
+struct NodeServerVerifier<S>(S);
+
+impl<S: VerifierSource> ServerCertVerifier for NodeServerVerifier<S> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -438,7 +452,7 @@ impl ServerCertVerifier for DynServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let res = self.current().verify_server_cert(
+        let res = self.0.current().verify_server_cert(
             end_entity,
             intermediates,
             &node_server_name(),
@@ -456,7 +470,7 @@ impl ServerCertVerifier for DynServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls12_signature(message, cert, dss)
+        self.0.current().verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -464,54 +478,10 @@ impl ServerCertVerifier for DynServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls13_signature(message, cert, dss)
+        self.0.current().verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().supported_verify_schemes()
-    }
-}
-
-/// Verifies a server against a fixed CA as "a node of this cluster" (for API clients).
-#[derive(Debug)]
-struct PinnedCaVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
-}
-
-impl ServerCertVerifier for PinnedCaVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            &node_server_name(),
-            ocsp_response,
-            now,
-        )
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.0.current().supported_verify_schemes()
     }
 }
 
@@ -528,10 +498,10 @@ pub fn node_verifier_for_ca_der(
     for c in cas {
         roots.add(c)?;
     }
-    let inner =
+    let inner: Arc<dyn ServerCertVerifier> =
         rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()?;
-    Ok(Arc::new(PinnedCaVerifier { inner }))
+    Ok(Arc::new(NodeServerVerifier(inner)))
 }
 
 /// rustls client config for the control API: mutual TLS with the user's certificate; the server

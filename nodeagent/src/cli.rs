@@ -28,27 +28,13 @@ pub struct Cli {
 pub enum Command {
     /// Create a new cluster: its CA, this node's identity, and the first admin credential.
     Init {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        name: String,
-        /// QUIC (UDP) address; the HTTPS API uses the same port over TCP.
-        #[arg(long)]
-        listen: SocketAddr,
-        /// Address other nodes reach this one at, when it differs from --listen.
-        #[arg(long)]
-        advertise: Option<SocketAddr>,
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Join an existing cluster with a token from `skiff node token`.
     Join {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        listen: SocketAddr,
-        #[arg(long)]
-        advertise: Option<SocketAddr>,
+        #[command(flatten)]
+        node: NodeArgs,
         /// Any node of the cluster.
         #[arg(long)]
         seed: SocketAddr,
@@ -68,16 +54,26 @@ pub enum Command {
     CheckConfig { file: PathBuf },
 }
 
-fn new_config(
+/// What `init` and `join` need to know about the new node.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long)]
     name: String,
+    /// QUIC (UDP) address; the HTTPS API uses the same port over TCP.
+    #[arg(long)]
     listen: SocketAddr,
+    /// Address other nodes reach this one at, when it differs from --listen.
+    #[arg(long)]
     advertise: Option<SocketAddr>,
-    admin_eligible: bool,
-) -> NodeConfig {
+}
+
+fn new_config(args: &NodeArgs, admin_eligible: bool) -> NodeConfig {
     NodeConfig {
-        name,
-        listen,
-        advertise,
+        name: args.name.clone(),
+        listen: args.listen,
+        advertise: args.advertise,
         admin_eligible,
         seeds: Vec::new(),
         gossip: Default::default(),
@@ -89,14 +85,9 @@ fn new_config(
 /// Runs a parsed command line to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Init {
-            data_dir,
-            name,
-            listen,
-            advertise,
-        } => {
-            let out =
-                crate::init::init_cluster(&data_dir, new_config(name, listen, advertise, true))?;
+        Command::Init { node } => {
+            let data_dir = &node.data_dir;
+            let out = crate::init::init_cluster(data_dir, new_config(&node, true))?;
             println!(
                 "cluster {} created in {}",
                 out.cluster_id,
@@ -110,16 +101,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Join {
-            data_dir,
-            name,
-            listen,
-            advertise,
+            node,
             seed,
             token,
             admin_eligible,
         } => {
-            let cfg = new_config(name, listen, advertise, admin_eligible);
-            let acc = crate::join::join_cluster(&data_dir, cfg, seed, &token).await?;
+            let data_dir = &node.data_dir;
+            let cfg = new_config(&node, admin_eligible);
+            let acc = crate::join::join_cluster(data_dir, cfg, seed, &token).await?;
             println!(
                 "joined cluster {} as node {}; start it: skiffd run --data-dir {}",
                 acc.cluster_id,
