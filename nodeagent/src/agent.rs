@@ -12,7 +12,7 @@ use skiff_cluster::config::{NodeConfig, NodeFacts};
 use skiff_cluster::gossip::{keys, Gossip, GossipNode, GossipOptions};
 use skiff_cluster::identity::{self, IdentityFiles};
 use skiff_cluster::raft::{open_raft, ClusterRaft, RaftTimings, StateHandle};
-use skiff_cluster::state::{ClusterState, Command, CommandOutcome, NodeId, NodeRole};
+use skiff_cluster::state::{ClusterState, Command, CommandOutcome, NodeId, NodeRole, Proposal};
 use skiff_cluster::tls::TlsContext;
 use skiff_cluster::transport::{QuicEndpoint, ALPN_JOIN};
 use tokio::sync::watch;
@@ -253,13 +253,18 @@ impl Node {
             })
     }
 
-    /// Proposes a command through Raft (leader only) and returns what applying it produced.
-    pub async fn propose(&self, cmd: Command) -> Result<CommandOutcome, ProposeError> {
+    /// Proposes a command on behalf of `actor` (`user:NAME`, `system`, ...) through Raft (leader
+    /// only) and returns what applying it produced.
+    pub async fn propose(&self, actor: &str, cmd: Command) -> Result<CommandOutcome, ProposeError> {
         let r = self.replica.as_ref().ok_or(ProposeError::NotLeader)?;
         if self.serving_term().is_none() {
             return Err(ProposeError::NotLeader);
         }
-        match r.raft.client_write(cmd).await {
+        match r
+            .raft
+            .client_write(Proposal::new(actor, skiff_cluster::unix_now(), cmd))
+            .await
+        {
             Ok(resp) => Ok(resp.data),
             Err(e) => {
                 if e.forward_to_leader().is_some() {
@@ -405,9 +410,12 @@ async fn leader_duties(node: Arc<Node>) {
             if last_prune.elapsed() > Duration::from_secs(60) {
                 last_prune = std::time::Instant::now();
                 let _ = node
-                    .propose(Command::PruneTokens {
-                        now: skiff_cluster::unix_now(),
-                    })
+                    .propose(
+                        "system",
+                        Command::PruneTokens {
+                            now: skiff_cluster::unix_now(),
+                        },
+                    )
                     .await;
             }
         }
@@ -421,7 +429,7 @@ async fn leader_duties(node: Arc<Node>) {
 async fn commit_bootstrap(node: &Node, path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)?;
     let cmd: Command = serde_json::from_str(&text).context("bootstrap.json is corrupt")?;
-    match node.propose(cmd).await? {
+    match node.propose("system", cmd).await? {
         CommandOutcome::Done => {}
         CommandOutcome::Refused {
             code: skiff_cluster::state::RefusalCode::AlreadyBootstrapped,

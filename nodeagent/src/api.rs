@@ -357,8 +357,9 @@ async fn cluster(
     ok(cluster_view(&node, &state))
 }
 
-async fn propose(node: &Node, cmd: Command) -> Result<CommandOutcome, Failure> {
-    node.propose(cmd).await.map_err(|e| {
+async fn propose(node: &Node, caller: &Caller, cmd: Command) -> Result<CommandOutcome, Failure> {
+    let actor = format!("user:{}", caller.user.as_deref().unwrap_or("?"));
+    node.propose(&actor, cmd).await.map_err(|e| {
         Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NO_LEADER,
@@ -406,6 +407,7 @@ async fn create_token(
     let expires_at = skiff_cluster::unix_now() + req.ttl_secs;
     let outcome = propose(
         &node,
+        &caller,
         Command::CreateJoinToken {
             token: JoinTokenRecord {
                 id: token.id.clone(),
@@ -576,6 +578,7 @@ async fn remove_node(
     }
     let outcome = propose(
         &node,
+        &caller,
         Command::RemoveNode {
             name: name.clone(),
             now: skiff_cluster::unix_now(),

@@ -131,16 +131,20 @@ async fn accept_join(node: &Node, req: JoinRequest) -> JoinReply {
     let issued =
         identity::issue_for_csr(&ca, &req.name, CertKind::Node { ips: &ips }, &req.csr_pem)
             .map_err(|e| e.to_string())?;
+    let actor = format!("token:{}", token.id);
     let outcome = node
-        .propose(Command::Join {
-            token_id: token.id.clone(),
-            secret_sha256: token.secret_sha256(),
-            now: skiff_cluster::unix_now(),
-            name: req.name.clone(),
-            addr: req.addr,
-            role,
-            cert_serial: issued.serial_hex.clone(),
-        })
+        .propose(
+            &actor,
+            Command::Join {
+                token_id: token.id.clone(),
+                secret_sha256: token.secret_sha256(),
+                now: skiff_cluster::unix_now(),
+                name: req.name.clone(),
+                addr: req.addr,
+                role,
+                cert_serial: issued.serial_hex.clone(),
+            },
+        )
         .await
         .map_err(|e| e.to_string())?;
     let node_id = match outcome {

@@ -25,13 +25,13 @@ pub use network::{
 };
 pub use store::{open_store, LogStore, SnapshotBuilder, StateHandle, StateMachineStore, DB_FILE};
 
-use crate::state::{Command, CommandOutcome, NodeId};
+use crate::state::{CommandOutcome, NodeId, Proposal};
 use crate::transport::{QuicEndpoint, ALPN_RAFT};
 
 openraft::declare_raft_types!(
     /// Openraft type configuration of the cluster's desired-state Raft group.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = CommandOutcome,
         NodeId = NodeId,
         Node = openraft::BasicNode,

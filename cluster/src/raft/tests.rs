@@ -17,7 +17,7 @@ use openraft::{
 use super::*;
 use crate::state::{
     CaMaterial, ClusterState, Command, CommandOutcome, JoinTokenRecord, NodeRecord, NodeRole,
-    UserRecord, UserRole,
+    Proposal, UserRecord, UserRole,
 };
 use crate::tls::{PeerIdentity, Subject};
 use crate::transport::{PeerInfo, RequestHandler};
@@ -54,40 +54,46 @@ fn entry(term: u64, index: u64, payload: EntryPayload<TypeConfig>) -> Entry<Type
     }
 }
 
-fn bootstrap_cmd(addr: SocketAddr) -> Command {
-    Command::Bootstrap {
-        cluster_id: "test-cluster".into(),
-        ca: CaMaterial {
-            cert_pem: "CERT".into(),
-            key_pem: "KEY".into(),
+fn bootstrap_cmd(addr: SocketAddr) -> Proposal {
+    Proposal::system(
+        1,
+        Command::Bootstrap {
+            cluster_id: "test-cluster".into(),
+            ca: CaMaterial {
+                cert_pem: "CERT".into(),
+                key_pem: "KEY".into(),
+            },
+            node: NodeRecord {
+                id: 1,
+                name: "n1".into(),
+                addr,
+                role: NodeRole::AdminEligible,
+                cert_serial: "01".into(),
+                joined_at: 1,
+            },
+            admin: UserRecord {
+                name: "admin".into(),
+                role: UserRole::Admin,
+                cert_serials: vec!["02".into()],
+                disabled: false,
+            },
         },
-        node: NodeRecord {
-            id: 1,
-            name: "n1".into(),
-            addr,
-            role: NodeRole::AdminEligible,
-            cert_serial: "01".into(),
-            joined_at: 1,
-        },
-        admin: UserRecord {
-            name: "admin".into(),
-            role: UserRole::Admin,
-            cert_serials: vec!["02".into()],
-            disabled: false,
-        },
-    }
+    )
 }
 
-fn token_cmd(i: u64) -> Command {
-    Command::CreateJoinToken {
-        token: JoinTokenRecord {
-            id: format!("t{i}"),
-            secret_sha256: "h".into(),
-            expires_at: u64::MAX,
-            created_by: "admin".into(),
-            used_by: None,
+fn token_cmd(i: u64) -> Proposal {
+    Proposal::system(
+        1,
+        Command::CreateJoinToken {
+            token: JoinTokenRecord {
+                id: format!("t{i}"),
+                secret_sha256: "h".into(),
+                expires_at: u64::MAX,
+                created_by: "admin".into(),
+                used_by: None,
+            },
         },
-    }
+    )
 }
 
 #[tokio::test]
@@ -170,7 +176,10 @@ async fn store_survives_reopen() {
     );
     assert!(matches!(
         &entries[0].payload,
-        EntryPayload::Normal(Command::Bootstrap { .. })
+        EntryPayload::Normal(Proposal {
+            command: Command::Bootstrap { .. },
+            ..
+        })
     ));
 
     let (applied, mem) = sm.applied_state().await.unwrap();

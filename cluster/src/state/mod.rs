@@ -4,90 +4,46 @@
 //! or any other local fact: the leader puts the time into the command), so every replica that applies
 //! the same log reaches the same state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+mod audit;
+mod nodes;
+mod users;
+
+pub use audit::{AuditRecord, AUDIT_KEEP};
+pub use nodes::{CaMaterial, JoinTokenRecord, NodeRecord, NodeRole, Revocation};
+pub use users::{UserRecord, UserRole};
+
 /// Raft node id of a cluster member (assigned by the leader when the node joins; the first node is 1).
 pub type NodeId = u64;
 
-/// The cluster CA's certificate and private key. Held only in the Raft state, which only
-/// admin-eligible nodes replicate, so any of them can sign joins once it leads.
+/// Who proposes a write and when: what the Raft log carries. The leader fills both in; `apply`
+/// records them in the audit log with the command's outcome.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CaMaterial {
-    pub cert_pem: String,
-    pub key_pem: String,
+pub struct Proposal {
+    /// `user:NAME`, `node:NAME`, or `system` for what the leader does by itself.
+    pub actor: String,
+    /// Unix seconds, the leader's clock.
+    pub at: u64,
+    pub command: Command,
 }
 
-/// What kind of node a member is.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum NodeRole {
-    /// Can hold a Raft replica, be promoted to voter, and lead.
-    AdminEligible,
-    /// Runs servers only; never part of Raft.
-    Compute,
-}
-
-impl NodeRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeRole::AdminEligible => "admin-eligible",
-            NodeRole::Compute => "compute",
+impl Proposal {
+    pub fn new(actor: impl Into<String>, at: u64, command: Command) -> Self {
+        Proposal {
+            actor: actor.into(),
+            at,
+            command,
         }
     }
-}
 
-/// A member of the cluster as the desired state records it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NodeRecord {
-    pub id: NodeId,
-    pub name: String,
-    /// The node's QUIC address (UDP); the HTTPS API listens on the same port over TCP.
-    pub addr: SocketAddr,
-    pub role: NodeRole,
-    /// Hex serial number of the certificate the cluster CA issued to it.
-    pub cert_serial: String,
-    pub joined_at: u64,
-}
-
-/// A single-use join token. Only a hash of its secret is stored.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct JoinTokenRecord {
-    pub id: String,
-    pub secret_sha256: String,
-    pub expires_at: u64,
-    pub created_by: String,
-    /// The node that used it; a used token is refused.
-    pub used_by: Option<String>,
-}
-
-/// A revoked certificate (a removed node or user).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Revocation {
-    pub cert_serial: String,
-    pub subject: String,
-    pub revoked_at: u64,
-}
-
-/// What a user may do.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum UserRole {
-    Admin,
-    User,
-    ReadOnly,
-}
-
-/// A user of the control API.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct UserRecord {
-    pub name: String,
-    pub role: UserRole,
-    /// Hex serials of the client certificates issued to this user.
-    pub cert_serials: Vec<String>,
-    pub disabled: bool,
+    /// A proposal the leader makes by itself.
+    pub fn system(at: u64, command: Command) -> Self {
+        Self::new("system", at, command)
+    }
 }
 
 /// The whole replicated desired state.
@@ -102,6 +58,10 @@ pub struct ClusterState {
     /// Increases with every revocation: the number of the CRL the leader publishes.
     pub crl_number: u64,
     pub users: BTreeMap<String, UserRecord>,
+    /// The newest writes, oldest first (at most [`AUDIT_KEEP`]).
+    pub audit: VecDeque<AuditRecord>,
+    /// Number of writes ever applied (the sequence number of the next audit record).
+    pub writes: u64,
 }
 
 /// A change to the desired state. The leader fills in every time and id before proposing it.
@@ -181,9 +141,44 @@ impl CommandOutcome {
     }
 }
 
+impl Command {
+    /// The operation's name and its target, for the audit log (never secrets).
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            Command::Bootstrap { cluster_id, .. } => ("cluster.bootstrap", cluster_id.clone()),
+            Command::CreateJoinToken { token } => ("node.token.create", token.id.clone()),
+            Command::Join { name, .. } => ("node.join", name.clone()),
+            Command::RemoveNode { name, .. } => ("node.remove", name.clone()),
+            Command::PruneTokens { .. } => ("node.token.prune", String::new()),
+        }
+    }
+}
+
 impl ClusterState {
-    /// Applies one command. Deterministic: the same state and command give the same result.
-    pub fn apply(&mut self, cmd: &Command) -> CommandOutcome {
+    /// Applies one proposal and records it in the audit log. Deterministic: the same state and
+    /// proposal give the same result.
+    pub fn apply(&mut self, p: &Proposal) -> CommandOutcome {
+        let outcome = self.apply_command(&p.command);
+        let (op, target) = p.command.describe();
+        self.writes += 1;
+        self.audit.push_back(AuditRecord {
+            seq: self.writes,
+            at: p.at,
+            actor: p.actor.clone(),
+            op: op.to_string(),
+            target,
+            result: match &outcome {
+                CommandOutcome::Refused { message, .. } => format!("refused: {message}"),
+                _ => "ok".into(),
+            },
+        });
+        while self.audit.len() > AUDIT_KEEP {
+            self.audit.pop_front();
+        }
+        outcome
+    }
+
+    fn apply_command(&mut self, cmd: &Command) -> CommandOutcome {
         match cmd {
             Command::Bootstrap {
                 cluster_id,
@@ -322,72 +317,89 @@ impl ClusterState {
 mod tests {
     use super::*;
 
+    fn run(s: &mut ClusterState, c: Command) -> CommandOutcome {
+        s.apply(&Proposal::new("user:admin", 7, c))
+    }
+
     fn boot() -> ClusterState {
         let mut s = ClusterState::default();
-        let out = s.apply(&Command::Bootstrap {
-            cluster_id: "c1".into(),
-            ca: CaMaterial {
-                cert_pem: "C".into(),
-                key_pem: "K".into(),
+        let out = run(
+            &mut s,
+            Command::Bootstrap {
+                cluster_id: "c1".into(),
+                ca: CaMaterial {
+                    cert_pem: "C".into(),
+                    key_pem: "K".into(),
+                },
+                node: NodeRecord {
+                    id: 1,
+                    name: "a".into(),
+                    addr: "127.0.0.1:1".parse().unwrap(),
+                    role: NodeRole::AdminEligible,
+                    cert_serial: "01".into(),
+                    joined_at: 0,
+                },
+                admin: UserRecord {
+                    name: "admin".into(),
+                    role: UserRole::Admin,
+                    cert_serials: vec!["02".into()],
+                    disabled: false,
+                },
             },
-            node: NodeRecord {
-                id: 1,
-                name: "a".into(),
-                addr: "127.0.0.1:1".parse().unwrap(),
-                role: NodeRole::AdminEligible,
-                cert_serial: "01".into(),
-                joined_at: 0,
-            },
-            admin: UserRecord {
-                name: "admin".into(),
-                role: UserRole::Admin,
-                cert_serials: vec!["02".into()],
-                disabled: false,
-            },
-        });
+        );
         assert_eq!(out, CommandOutcome::Done);
         s
     }
 
     fn token(s: &mut ClusterState, id: &str, expires_at: u64) {
-        let out = s.apply(&Command::CreateJoinToken {
-            token: JoinTokenRecord {
-                id: id.into(),
-                secret_sha256: "h".into(),
-                expires_at,
-                created_by: "admin".into(),
-                used_by: None,
+        let out = run(
+            s,
+            Command::CreateJoinToken {
+                token: JoinTokenRecord {
+                    id: id.into(),
+                    secret_sha256: "h".into(),
+                    expires_at,
+                    created_by: "admin".into(),
+                    used_by: None,
+                },
             },
-        });
+        );
         assert_eq!(out, CommandOutcome::Done);
     }
 
     fn join(s: &mut ClusterState, tid: &str, name: &str, port: u16, now: u64) -> CommandOutcome {
-        s.apply(&Command::Join {
-            token_id: tid.into(),
-            secret_sha256: "h".into(),
-            now,
-            name: name.into(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            role: NodeRole::Compute,
-            cert_serial: format!("s-{name}"),
-        })
+        run(
+            s,
+            Command::Join {
+                token_id: tid.into(),
+                secret_sha256: "h".into(),
+                now,
+                name: name.into(),
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                role: NodeRole::Compute,
+                cert_serial: format!("s-{name}"),
+            },
+        )
     }
 
     #[test]
     fn bootstrap_only_once() {
         let mut s = boot();
-        let again = s.clone().apply(&Command::PruneTokens { now: 0 });
+        let again = run(&mut s.clone(), Command::PruneTokens { now: 0 });
         assert_eq!(again, CommandOutcome::Done);
-        let out = s.apply(&Command::Bootstrap {
-            cluster_id: "c2".into(),
-            ca: CaMaterial {
-                cert_pem: "x".into(),
-                key_pem: "y".into(),
+        let (node, admin) = (s.nodes["a"].clone(), s.users["admin"].clone());
+        let out = run(
+            &mut s,
+            Command::Bootstrap {
+                cluster_id: "c2".into(),
+                ca: CaMaterial {
+                    cert_pem: "x".into(),
+                    key_pem: "y".into(),
+                },
+                node,
+                admin,
             },
-            node: s.nodes["a"].clone(),
-            admin: s.users["admin"].clone(),
-        });
+        );
         assert!(matches!(
             out,
             CommandOutcome::Refused {
@@ -414,7 +426,18 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(s, before, "a refused join changes nothing");
+        assert_eq!(s.nodes, before.nodes, "a refused join changes nothing");
+        assert_eq!(s.join_tokens, before.join_tokens);
+        let last = s.audit.back().unwrap();
+        assert_eq!(
+            (last.op.as_str(), last.actor.as_str()),
+            ("node.join", "user:admin")
+        );
+        assert!(
+            last.result
+                .starts_with("refused: the join token was already used"),
+            "{last:?}"
+        );
         token(&mut s, "t2", 100);
         assert!(matches!(
             join(&mut s, "t2", "c", 3, 100),
@@ -444,10 +467,13 @@ mod tests {
         let mut s = boot();
         token(&mut s, "t1", 100);
         join(&mut s, "t1", "b", 2, 10);
-        let out = s.apply(&Command::RemoveNode {
-            name: "b".into(),
-            now: 11,
-        });
+        let out = run(
+            &mut s,
+            Command::RemoveNode {
+                name: "b".into(),
+                now: 11,
+            },
+        );
         assert!(matches!(out, CommandOutcome::Removed { .. }));
         assert!(s.is_revoked("s-b"));
         assert_eq!(s.crl_number, 1);
