@@ -77,7 +77,10 @@ fn main() {
         &pki,
         Arc::new(move |req: &Request| {
             if d.exists() {
-                return Reply::json(503, &ApiError::new("no_leader", "no leader is known (election in progress)"));
+                return Reply::json(
+                    503,
+                    &ApiError::new("no_leader", "no leader is known (election in progress)"),
+                );
             }
             s.fetch_add(1, Ordering::Relaxed);
             let tick = start.elapsed().as_secs();
@@ -101,7 +104,10 @@ fn main() {
                         expires_at: skiff_cluster::unix_now() + 3600,
                     },
                 ),
-                _ => Reply::json(404, &ApiError::new("not_found", "the fake cluster does not do that")),
+                _ => Reply::json(
+                    404,
+                    &ApiError::new("not_found", "the fake cluster does not do that"),
+                ),
             }
         }),
     );
@@ -124,7 +130,11 @@ fn main() {
             reply
         }),
     );
-    std::fs::write(&cred, pki.credential_toml(&[follower.addr(), leader.addr()])).unwrap();
+    std::fs::write(
+        &cred,
+        pki.credential_toml(&[follower.addr(), leader.addr()]),
+    )
+    .unwrap();
     println!(
         "fake cluster: follower {} -> leader {}; credential written to {}",
         follower.addr(),

@@ -113,7 +113,9 @@ pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
             }
         };
         if digits.is_empty() {
-            return Err(format!("invalid duration {text:?}: a number must come before {ch:?}"));
+            return Err(format!(
+                "invalid duration {text:?}: a number must come before {ch:?}"
+            ));
         }
         let n: u64 = digits
             .parse()
@@ -134,7 +136,9 @@ pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
 
 fn positive(secs: u64, text: &str) -> Result<u64, String> {
     if secs == 0 {
-        Err(format!("invalid duration {text:?}: must be longer than zero"))
+        Err(format!(
+            "invalid duration {text:?}: must be longer than zero"
+        ))
     } else {
         Ok(secs)
     }

@@ -8,7 +8,7 @@ pub mod cli;
 pub mod cockpit;
 pub mod output;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -32,6 +32,8 @@ pub enum CliError {
     Credential(#[from] CredentialError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error("the cockpit needs a terminal; for scripts use a subcommand (see skiff --help)")]
+    NotATerminal,
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -48,6 +50,7 @@ impl CliError {
                 | ClientError::Unreachable { .. }
                 | ClientError::LeaderLoop { .. } => EXIT_UNREACHABLE,
             },
+            CliError::NotATerminal => EXIT_USAGE,
             CliError::Io(_) => EXIT_REFUSED,
         }
     }
@@ -72,11 +75,22 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Environment variable that turns on diagnostics on stderr (`SKIFF_LOG=debug`), for the
+/// one-shot commands only: the cockpit owns the screen.
+pub const LOG_ENV: &str = "SKIFF_LOG";
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    let cockpit = matches!(cli.command, None | Some(Command::Tui));
     if let Some(Command::Completions { shell }) = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "skiff", &mut io::stdout());
         return Ok(());
+    }
+    if cockpit && !(io::stdout().is_terminal() && io::stdin().is_terminal()) {
+        return Err(CliError::NotATerminal);
+    }
+    if !cockpit {
+        init_logging();
     }
     let path = Credential::locate(cli.cred.as_deref())?;
     let cred = Credential::load(&path)?;
@@ -96,16 +110,29 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Some(command) => {
-            let stdout = io::stdout();
-            let stderr = io::stderr();
+            // Unlocked handles: a lock held across the await would block the runtime's worker
+            // the moment it logs to stderr (SKIFF_LOG), and with it every timer and socket.
             runtime.block_on(execute(
                 command,
                 &client,
-                &mut stdout.lock(),
-                &mut stderr.lock(),
+                &mut io::stdout(),
+                &mut io::stderr(),
             ))
         }
     }
+}
+
+fn init_logging() {
+    let Ok(filter) = std::env::var(LOG_ENV) else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Runs one non-interactive command, printing results to `out` and notes to `err`.
@@ -118,11 +145,13 @@ pub async fn execute(
     match command {
         Command::Node(NodeCommand::List { output }) => {
             let nodes = client.nodes().await?;
-            out.write_all(match output {
-                OutputFormat::Table => output::nodes_table(&nodes),
-                OutputFormat::Json => output::nodes_json(&nodes),
-            }
-            .as_bytes())?;
+            out.write_all(
+                match output {
+                    OutputFormat::Table => output::nodes_table(&nodes),
+                    OutputFormat::Json => output::nodes_json(&nodes),
+                }
+                .as_bytes(),
+            )?;
         }
         Command::Node(NodeCommand::Token { ttl }) => {
             let token = client.create_token(ttl).await?;
@@ -153,11 +182,13 @@ pub async fn execute(
         }
         Command::Cluster { output } => {
             let view = client.cluster().await?;
-            out.write_all(match output {
-                OutputFormat::Table => output::cluster_text(&view),
-                OutputFormat::Json => output::cluster_json(&view),
-            }
-            .as_bytes())?;
+            out.write_all(
+                match output {
+                    OutputFormat::Table => output::cluster_text(&view),
+                    OutputFormat::Json => output::cluster_json(&view),
+                }
+                .as_bytes(),
+            )?;
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "skiff", out);

@@ -47,33 +47,40 @@ fn cluster_view() -> ClusterView {
 }
 
 fn leader() -> Handler {
-    Arc::new(|req: &Request| match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/api/v1/nodes") => Reply::json(200, &vec![node("beta", false), node("alpha", true)]),
-        ("GET", "/api/v1/cluster") => Reply::json(200, &cluster_view()),
-        ("POST", "/api/v1/nodes/tokens") => {
-            let body: TokenRequest = serde_json::from_slice(&req.body).unwrap();
-            Reply::json(
-                200,
-                &TokenResponse {
-                    token: format!("join-{}", body.ttl_secs),
-                    expires_at: skiff_cluster::unix_now() + body.ttl_secs,
-                },
-            )
-        }
-        ("POST", "/api/v1/nodes/promote") => {
-            let body: MembershipRequest = serde_json::from_slice(&req.body).unwrap();
-            if body.allow_even {
-                Reply::json(200, &cluster_view())
-            } else {
+    Arc::new(
+        |req: &Request| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/api/v1/nodes") => {
+                Reply::json(200, &vec![node("beta", false), node("alpha", true)])
+            }
+            ("GET", "/api/v1/cluster") => Reply::json(200, &cluster_view()),
+            ("POST", "/api/v1/nodes/tokens") => {
+                let body: TokenRequest = serde_json::from_slice(&req.body).unwrap();
                 Reply::json(
-                    409,
-                    &ApiError::new("even_voters", "that would leave 4 voters; pass --allow-even"),
+                    200,
+                    &TokenResponse {
+                        token: format!("join-{}", body.ttl_secs),
+                        expires_at: skiff_cluster::unix_now() + body.ttl_secs,
+                    },
                 )
             }
-        }
-        ("DELETE", "/api/v1/nodes/gamma") => Reply::json(200, &node("gamma", false)),
-        _ => Reply::json(404, &ApiError::new("not_found", "no such node")),
-    })
+            ("POST", "/api/v1/nodes/promote") => {
+                let body: MembershipRequest = serde_json::from_slice(&req.body).unwrap();
+                if body.allow_even {
+                    Reply::json(200, &cluster_view())
+                } else {
+                    Reply::json(
+                        409,
+                        &ApiError::new(
+                            "even_voters",
+                            "that would leave 4 voters; pass --allow-even",
+                        ),
+                    )
+                }
+            }
+            ("DELETE", "/api/v1/nodes/gamma") => Reply::json(200, &node("gamma", false)),
+            _ => Reply::json(404, &ApiError::new("not_found", "no such node")),
+        },
+    )
 }
 
 fn follower(leader: String) -> Handler {
@@ -142,7 +149,10 @@ fn node_list_table_through_a_follower() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("NAME   ADDRESS"), "{stdout}");
     assert!(lines[0].ends_with("SERVERS  VERSION"), "{stdout}");
-    assert!(lines[1].starts_with("alpha  10.1.0.5:7000  admin-eligible  yes    yes    *"), "{stdout}");
+    assert!(
+        lines[1].starts_with("alpha  10.1.0.5:7000  admin-eligible  yes    yes    *"),
+        "{stdout}"
+    );
     assert!(lines[2].starts_with("beta "), "{stdout}");
     assert_eq!(lines.len(), 3);
     assert_eq!(follow.hits(), 1);
@@ -176,7 +186,10 @@ fn token_alone_on_stdout() {
     assert_eq!(text(&out.stdout), "join-900\n");
     let stderr = text(&out.stderr);
     assert!(stderr.starts_with("expires at "), "{stderr}");
-    assert!(stderr.contains(" UTC (in 15m)") || stderr.contains(" UTC (in 14m"), "{stderr}");
+    assert!(
+        stderr.contains(" UTC (in 15m)") || stderr.contains(" UTC (in 14m"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -192,7 +205,11 @@ fn refused_request_exits_1_with_the_api_message() {
     );
     assert!(out.stdout.is_empty());
 
-    let out = skiff(&e.home, Some(&e.cred), &["node", "promote", "delta", "--allow-even"]);
+    let out = skiff(
+        &e.home,
+        Some(&e.cred),
+        &["node", "promote", "delta", "--allow-even"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("LEARNERS  delta (1)"));
 }
@@ -260,4 +277,8 @@ fn usage_errors_exit_2_and_completions_need_no_credential() {
     assert!(text(&out.stdout).contains("skiff"));
     let out = skiff(dir.path(), None, &["--help"]);
     assert_eq!(out.status.code(), Some(0));
+    // No terminal here (output is piped): the cockpit says so instead of garbling the pipe.
+    let out = skiff(dir.path(), None, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("the cockpit needs a terminal"));
 }

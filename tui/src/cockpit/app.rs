@@ -77,7 +77,11 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(cluster_id: impl Into<String>, user: impl Into<String>, endpoint: impl Into<String>) -> Self {
+    pub fn new(
+        cluster_id: impl Into<String>,
+        user: impl Into<String>,
+        endpoint: impl Into<String>,
+    ) -> Self {
         App {
             cluster_id: cluster_id.into(),
             user: user.into(),
@@ -231,7 +235,12 @@ mod tests {
         assert_eq!(app.selected.as_deref(), Some("node-2"));
         assert_eq!(app.selected_index(), Some(2));
         // node-2 leaves: the selection stays on its row.
-        let nodes: Vec<_> = app.nodes.iter().filter(|n| n.name != "node-2").cloned().collect();
+        let nodes: Vec<_> = app
+            .nodes
+            .iter()
+            .filter(|n| n.name != "node-2")
+            .cloned()
+            .collect();
         app.apply(snapshot(nodes));
         assert_eq!(app.selected.as_deref(), Some("node-3"));
         app.apply(snapshot(vec![]));

@@ -35,9 +35,18 @@ mod tests {
     #[test]
     fn keys() {
         let k = |code, mods| key_of(KeyEvent::new(code, mods));
-        assert_eq!(k(KeyCode::Char('c'), KeyModifiers::CONTROL), Some(Key::CtrlC));
-        assert_eq!(k(KeyCode::Char('q'), KeyModifiers::NONE), Some(Key::Char('q')));
-        assert_eq!(k(KeyCode::Char('G'), KeyModifiers::SHIFT), Some(Key::Char('G')));
+        assert_eq!(
+            k(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            Some(Key::CtrlC)
+        );
+        assert_eq!(
+            k(KeyCode::Char('q'), KeyModifiers::NONE),
+            Some(Key::Char('q'))
+        );
+        assert_eq!(
+            k(KeyCode::Char('G'), KeyModifiers::SHIFT),
+            Some(Key::Char('G'))
+        );
         assert_eq!(k(KeyCode::Down, KeyModifiers::NONE), Some(Key::Down));
         assert_eq!(k(KeyCode::F(1), KeyModifiers::NONE), None);
         assert_eq!(k(KeyCode::Char('x'), KeyModifiers::CONTROL), None);

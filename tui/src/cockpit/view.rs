@@ -4,8 +4,7 @@ use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{
-    Block, Borders, Cell, Clear, HighlightSpacing, Padding, Paragraph, Row, Table, TableState,
-    Wrap,
+    Block, Borders, Cell, Clear, HighlightSpacing, Padding, Paragraph, Row, Table, TableState, Wrap,
 };
 use ratatui::Frame;
 use skiff_cluster::api::NodeView;
@@ -121,7 +120,10 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
         Link::Unreachable { .. } => {
             Span::styled("✗ cannot reach cluster", Style::new().fg(Color::Red).bold())
         }
-        Link::Refused { .. } => Span::styled("! cluster not answering", Style::new().fg(Color::Yellow).bold()),
+        Link::Refused { .. } => Span::styled(
+            "! cluster not answering",
+            Style::new().fg(Color::Yellow).bold(),
+        ),
     });
 
     let mut lines = vec![Line::from(first), Line::from(second)];
@@ -169,10 +171,29 @@ fn render_nodes(app: &App, frame: &mut Frame, area: Rect) {
         items.fold(header, usize::max).min(max)
     };
     let name_w = text_width(&mut app.nodes.iter().map(|n| n.name.chars().count()), 4, 20);
-    let addr_w = text_width(&mut app.nodes.iter().map(|n| n.address.chars().count()), 7, 24);
-    let role_w = text_width(&mut app.nodes.iter().map(|n| short_role(&n.role).chars().count()), 4, 14);
-    let term_w = text_width(&mut app.nodes.iter().map(|n| n.term.to_string().len()), 4, 12);
-    let cpu_w = text_width(&mut app.nodes.iter().map(|n| n.cores.to_string().len()), 3, 6);
+    let addr_w = text_width(
+        &mut app.nodes.iter().map(|n| n.address.chars().count()),
+        7,
+        24,
+    );
+    let role_w = text_width(
+        &mut app
+            .nodes
+            .iter()
+            .map(|n| short_role(&n.role).chars().count()),
+        4,
+        14,
+    );
+    let term_w = text_width(
+        &mut app.nodes.iter().map(|n| n.term.to_string().len()),
+        4,
+        12,
+    );
+    let cpu_w = text_width(
+        &mut app.nodes.iter().map(|n| n.cores.to_string().len()),
+        3,
+        6,
+    );
     let fixed = [name_w, addr_w, role_w, 5, 5, 6, term_w, cpu_w, 7];
     let spacing = fixed.len(); // one between each of the 10 columns
     let used = HIGHLIGHT.chars().count() + fixed.iter().sum::<usize>() + spacing;
@@ -206,7 +227,11 @@ fn render_nodes(app: &App, frame: &mut Frame, area: Rect) {
         .column_spacing(1)
         .highlight_symbol(HIGHLIGHT)
         .highlight_spacing(HighlightSpacing::Always)
-        .row_highlight_style(Style::new().bg(Color::Rgb(40, 44, 52)).add_modifier(Modifier::BOLD));
+        .row_highlight_style(
+            Style::new()
+                .bg(Color::Rgb(40, 44, 52))
+                .add_modifier(Modifier::BOLD),
+        );
     let mut state = TableState::default().with_selected(app.selected_index());
     frame.render_stateful_widget(table, area, &mut state);
 }
@@ -297,10 +322,7 @@ fn render_empty(app: &App, frame: &mut Frame, block: Block, area: Rect) {
                 Line::raw(""),
                 Line::styled(headline, Style::new().fg(Color::Red).bold()),
                 Line::raw(""),
-                Line::styled(
-                    "Retrying every second; press r to retry now.",
-                    LABEL,
-                ),
+                Line::styled("Retrying every second; press r to retry now.", LABEL),
                 Line::styled(
                     "Check the endpoints listed in your credential (--cred, $SKIFF_CRED).",
                     LABEL,
@@ -402,7 +424,11 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
         key("r"),
         Span::raw(" refresh  "),
         key("?"),
-        Span::raw(if app.show_help { " close help" } else { " help" }),
+        Span::raw(if app.show_help {
+            " close help"
+        } else {
+            " help"
+        }),
     ];
     if app.refreshes > 0 {
         spans.push(Span::styled(
@@ -516,7 +542,12 @@ mod tests {
         // The dead node's ALIVE cell is red.
         let buffer = terminal.backend().buffer();
         let row = (0..24)
-            .find(|&y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>().contains("node-3"))
+            .find(|&y| {
+                (0..80)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect::<String>()
+                    .contains("node-3")
+            })
             .unwrap();
         let cells: Vec<&str> = (0..80).map(|x| buffer[(x, row)].symbol()).collect();
         let col = (1..79)
@@ -568,11 +599,22 @@ mod tests {
 
     #[test]
     fn gauge_widths() {
-        let text = |l: Line| l.spans.iter().map(|s| s.content.to_string()).collect::<String>();
+        let text = |l: Line| {
+            l.spans
+                .iter()
+                .map(|s| s.content.to_string())
+                .collect::<String>()
+        };
         let gib = 1u64 << 30;
         assert_eq!(text(memory_gauge(gib, 4 * gib, 10)), "█░░░░  25%");
-        assert_eq!(text(memory_gauge(2 * gib, 4 * gib, 22)), "████░░░░   2.0/4.0 GiB");
-        assert_eq!(text(memory_gauge(2 * gib, 4 * gib, 21)), "████████░░░░░░░░  50%");
+        assert_eq!(
+            text(memory_gauge(2 * gib, 4 * gib, 22)),
+            "████░░░░   2.0/4.0 GiB"
+        );
+        assert_eq!(
+            text(memory_gauge(2 * gib, 4 * gib, 21)),
+            "████████░░░░░░░░  50%"
+        );
         assert_eq!(text(memory_gauge(0, 0, 10)), "-");
         let long = text(memory_gauge(gib, 4 * gib, 30));
         assert!(long.ends_with("░   1.0/4.0 GiB"), "{long}");

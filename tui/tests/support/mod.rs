@@ -12,7 +12,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-
 pub struct Request {
     pub method: String,
     pub path: String,
@@ -61,8 +60,10 @@ impl Pki {
                 .unwrap();
             (cert.pem(), key.serialize_pem())
         };
-        let (server_cert, server_key) =
-            leaf(vec![skiff_cluster::identity::NODE_SAN.into(), "127.0.0.1".into()]);
+        let (server_cert, server_key) = leaf(vec![
+            skiff_cluster::identity::NODE_SAN.into(),
+            "127.0.0.1".into(),
+        ]);
         let (user_cert, user_key) = leaf(vec!["admin".into()]);
         Pki {
             ca_pem: ca_cert.pem(),
