@@ -68,6 +68,9 @@ pub fn init_cluster(data_dir: &Path, mut config: NodeConfig) -> anyhow::Result<I
             role: UserRole::Admin,
             cert_serials: vec![admin_cert.serial_hex],
             disabled: false,
+            quotas: Default::default(),
+            ssh_keys: Vec::new(),
+            api_tokens: Vec::new(),
         },
     };
     identity::write_file(

@@ -76,6 +76,9 @@ fn bootstrap_cmd(addr: SocketAddr) -> Proposal {
                 role: UserRole::Admin,
                 cert_serials: vec!["02".into()],
                 disabled: false,
+                quotas: Default::default(),
+                ssh_keys: Vec::new(),
+                api_tokens: Vec::new(),
             },
         },
     )

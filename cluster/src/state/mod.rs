@@ -11,11 +11,15 @@ use serde::{Deserialize, Serialize};
 
 mod audit;
 mod nodes;
-mod users;
+pub mod servers;
+pub mod tasks;
+pub mod users;
 
 pub use audit::{AuditRecord, AUDIT_KEEP};
 pub use nodes::{CaMaterial, JoinTokenRecord, NodeRecord, NodeRole, Revocation};
-pub use users::{UserRecord, UserRole};
+pub use servers::{ServerCommand, ServerRecord, ServerSpec};
+pub use tasks::{TaskCommand, TaskRecord, TaskState};
+pub use users::{Quotas, UserCommand, UserRecord, UserRole};
 
 /// Raft node id of a cluster member (assigned by the leader when the node joins; the first node is 1).
 pub type NodeId = u64;
@@ -62,6 +66,15 @@ pub struct ClusterState {
     pub audit: VecDeque<AuditRecord>,
     /// Number of writes ever applied (the sequence number of the next audit record).
     pub writes: u64,
+    /// Nodes in maintenance: nothing new is placed on them.
+    #[serde(default)]
+    pub maintenance: std::collections::BTreeSet<String>,
+    #[serde(default)]
+    pub servers: servers::Servers,
+    #[serde(default)]
+    pub tasks: tasks::Tasks,
+    #[serde(default)]
+    pub next_task_id: u64,
 }
 
 /// A change to the desired state. The leader fills in every time and id before proposing it.
@@ -97,6 +110,9 @@ pub enum Command {
     PruneTokens {
         now: u64,
     },
+    User(UserCommand),
+    Server(ServerCommand),
+    Task(TaskCommand),
 }
 
 /// What applying a command produced.
@@ -150,6 +166,9 @@ impl Command {
             Command::Join { name, .. } => ("node.join", name.clone()),
             Command::RemoveNode { name, .. } => ("node.remove", name.clone()),
             Command::PruneTokens { .. } => ("node.token.prune", String::new()),
+            Command::User(c) => c.describe(),
+            Command::Server(c) => c.describe(),
+            Command::Task(c) => c.describe(),
         }
     }
 }
@@ -301,6 +320,9 @@ impl ClusterState {
                     .retain(|_, t| t.expires_at > *now && t.used_by.is_none());
                 CommandOutcome::Done
             }
+            Command::User(c) => users::apply(self, c),
+            Command::Server(c) => servers::apply(self, c),
+            Command::Task(c) => tasks::apply(self, c),
         }
     }
 
@@ -344,6 +366,9 @@ mod tests {
                     role: UserRole::Admin,
                     cert_serials: vec!["02".into()],
                     disabled: false,
+                    quotas: Default::default(),
+                    ssh_keys: Vec::new(),
+                    api_tokens: Vec::new(),
                 },
             },
         );
