@@ -26,6 +26,9 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    // [users: variants]
+    // [servers: variants]
+    // [tasks: variants]
     /// Open the cockpit (what `skiff` alone does).
     Tui,
     /// Print a shell completion script.

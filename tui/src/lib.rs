@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cockpit;
+pub mod commands;
 pub mod output;
 
 use std::io::{self, IsTerminal, Write};
@@ -190,6 +191,9 @@ pub async fn execute(
                 .as_bytes(),
             )?;
         }
+        // [users: arms]
+        // [servers: arms]
+        // [tasks: arms]
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "skiff", out);
         }

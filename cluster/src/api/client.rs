@@ -215,7 +215,7 @@ impl ApiClient {
     }
 
     /// Sends one request, finding the leader as the module documentation says.
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

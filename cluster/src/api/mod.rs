@@ -4,6 +4,9 @@
 //! Architecture invariant: the terminal front end talks to the cluster only through [`client::ApiClient`].
 
 pub mod client;
+pub mod servers;
+pub mod tasks;
 pub mod types;
+pub mod users;
 
 pub use types::*;

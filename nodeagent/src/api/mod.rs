@@ -133,6 +133,9 @@ fn router(node: Arc<Node>) -> Router {
         .route("/api/v1/nodes/promote", post(nodes::promote))
         .route("/api/v1/nodes/demote", post(nodes::demote))
         .route("/api/v1/nodes/{name}", delete(nodes::remove))
+        .merge(users::routes())
+        .merge(servers::routes())
+        .merge(tasks::routes())
         .fallback(|| async {
             Failure::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
@@ -224,6 +227,9 @@ macro_rules! gate {
 }
 
 mod nodes;
+mod servers;
+mod tasks;
+mod users;
 
 pub(crate) fn ok<T: Serialize>(v: T) -> Result<Response, Failure> {
     Ok(Json(v).into_response())

@@ -1,0 +1,1 @@
+//! API types and client calls for servers (`/api/v1/servers`).

@@ -1,0 +1,1 @@
+//! API types and client calls for tasks (`/api/v1/tasks`).

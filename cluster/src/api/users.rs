@@ -1,0 +1,1 @@
+//! API types and client calls for users (`/api/v1/users`).

@@ -1,0 +1,3 @@
+//! One module per entity for the CLI's subcommands beyond `node` and `cluster`: each has its clap
+//! grammar and how it runs against the API client.
+// [modules]
