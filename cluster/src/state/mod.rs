@@ -177,7 +177,7 @@ impl ClusterState {
     /// Applies one proposal and records it in the audit log. Deterministic: the same state and
     /// proposal give the same result.
     pub fn apply(&mut self, p: &Proposal) -> CommandOutcome {
-        let outcome = self.apply_command(&p.command);
+        let outcome = self.apply_command(&p.command, &p.actor, p.at);
         let (op, target) = p.command.describe();
         self.writes += 1;
         self.audit.push_back(AuditRecord {
@@ -197,7 +197,7 @@ impl ClusterState {
         outcome
     }
 
-    fn apply_command(&mut self, cmd: &Command) -> CommandOutcome {
+    fn apply_command(&mut self, cmd: &Command, actor: &str, at: u64) -> CommandOutcome {
         match cmd {
             Command::Bootstrap {
                 cluster_id,
@@ -320,9 +320,9 @@ impl ClusterState {
                     .retain(|_, t| t.expires_at > *now && t.used_by.is_none());
                 CommandOutcome::Done
             }
-            Command::User(c) => users::apply(self, c),
-            Command::Server(c) => servers::apply(self, c),
-            Command::Task(c) => tasks::apply(self, c),
+            Command::User(c) => users::apply(self, c, actor, at),
+            Command::Server(c) => servers::apply(self, c, actor, at),
+            Command::Task(c) => tasks::apply(self, c, actor, at),
         }
     }
 

@@ -101,7 +101,12 @@ impl ServerCommand {
     }
 }
 
-pub(super) fn apply(_state: &mut ClusterState, cmd: &ServerCommand) -> CommandOutcome {
+pub(super) fn apply(
+    _state: &mut ClusterState,
+    cmd: &ServerCommand,
+    _actor: &str,
+    _at: u64,
+) -> CommandOutcome {
     match *cmd {}
 }
 

@@ -65,8 +65,44 @@ impl TaskCommand {
     }
 }
 
-pub(super) fn apply(_state: &mut ClusterState, cmd: &TaskCommand) -> CommandOutcome {
+pub(super) fn apply(
+    _state: &mut ClusterState,
+    cmd: &TaskCommand,
+    _actor: &str,
+    _at: u64,
+) -> CommandOutcome {
     match *cmd {}
+}
+
+/// Opens a task in the queued state and returns its id (for commands that start long operations).
+pub fn open_task(
+    state: &mut ClusterState,
+    owner: &str,
+    kind: &str,
+    target: &str,
+    node: Option<String>,
+    at: u64,
+) -> u64 {
+    state.next_task_id = state.next_task_id.max(1);
+    let id = state.next_task_id;
+    state.next_task_id += 1;
+    state.tasks.insert(
+        id,
+        TaskRecord {
+            id,
+            owner: owner.to_string(),
+            kind: kind.to_string(),
+            target: target.to_string(),
+            node,
+            state: TaskState::Queued,
+            progress: 0,
+            log: Vec::new(),
+            result: None,
+            created_at: at,
+            updated_at: at,
+        },
+    );
+    id
 }
 
 /// Tasks by id.

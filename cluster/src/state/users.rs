@@ -63,6 +63,11 @@ impl UserCommand {
     }
 }
 
-pub(super) fn apply(_state: &mut ClusterState, cmd: &UserCommand) -> CommandOutcome {
+pub(super) fn apply(
+    _state: &mut ClusterState,
+    cmd: &UserCommand,
+    _actor: &str,
+    _at: u64,
+) -> CommandOutcome {
     match *cmd {}
 }
