@@ -4,6 +4,8 @@
 //! Architecture invariant: the terminal front end talks to the cluster only through [`client::ApiClient`].
 
 pub mod client;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod fake_node;
 pub mod servers;
 pub mod tasks;
 pub mod types;
