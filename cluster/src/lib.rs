@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: this crate never touches libvirt, storage pools or the terminal.
 
+pub mod agentproto;
 pub mod api;
 pub mod config;
 pub mod credential;

@@ -163,6 +163,7 @@ impl Node {
             tasks: Mutex::new(Vec::new()),
         });
         endpoint.set_request_handler(ALPN_JOIN, Arc::new(JoinHandler::new(Arc::downgrade(&node))));
+        crate::compute::start(&node);
 
         let mut tasks = Vec::new();
         if let (Some(r), Some(l)) = (&node.replica, &node.leader) {
@@ -175,6 +176,7 @@ impl Node {
                 node.shutdown.subscribe(),
             )));
             tasks.push(tokio::spawn(leader_duties(node.clone())));
+            tasks.push(tokio::spawn(crate::reconciler::run(node.clone())));
         }
         tasks.push(tokio::spawn(publish_figures(node.clone())));
         tasks.push(tokio::spawn(sync_crl(node.clone())));

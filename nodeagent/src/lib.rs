@@ -8,9 +8,12 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod compute;
 pub mod figures;
 pub mod init;
 pub mod join;
+pub mod reconciler;
+pub mod scheduler;
 pub mod supervisor;
 
 pub use agent::Node;

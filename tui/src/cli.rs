@@ -26,8 +26,17 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// Users (`skiff user ...`) and the audit log (`skiff audit`).
+    #[command(flatten)]
+    Users(crate::commands::users::UsersCli),
     // [users: variants]
+    /// Servers (`skiff server ...`), node maintenance and evacuation.
+    #[command(flatten)]
+    Servers(crate::commands::servers::ServersCli),
     // [servers: variants]
+    /// List, show, cancel and wait for tasks (long operations).
+    #[command(subcommand)]
+    Task(crate::commands::tasks::TaskCommand),
     // [tasks: variants]
     /// Open the cockpit (what `skiff` alone does).
     Tui,

@@ -191,8 +191,11 @@ pub async fn execute(
                 .as_bytes(),
             )?;
         }
+        Command::Users(c) => commands::users::run(c, client, out, err).await?,
         // [users: arms]
+        Command::Servers(c) => commands::servers::run(c, client, out, err).await?,
         // [servers: arms]
+        Command::Task(c) => commands::tasks::run(c, client, out, err).await?,
         // [tasks: arms]
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "skiff", out);

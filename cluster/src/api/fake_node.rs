@@ -48,6 +48,12 @@ pub struct Pki {
     user_key: String,
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pki {
     pub fn new() -> Self {
         let ca_key = KeyPair::generate().unwrap();

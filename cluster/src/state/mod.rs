@@ -126,6 +126,10 @@ pub enum CommandOutcome {
     Removed {
         node: NodeRecord,
     },
+    /// A long operation was queued as a task (see [`tasks::open_task`]).
+    TaskStarted {
+        task_id: u64,
+    },
     /// The command was refused; the state is unchanged.
     Refused {
         code: RefusalCode,
@@ -146,6 +150,20 @@ pub enum RefusalCode {
     AddressTaken,
     NotFound,
     Conflict,
+    /// A value in the command is malformed (the API validates first; apply checks again).
+    Invalid,
+    /// The change would leave the cluster without an enabled admin.
+    LastAdmin,
+    /// A per-user limit (SSH keys, API tokens, credentials) is reached.
+    LimitReached,
+    /// The task already ended (succeeded, failed or was cancelled): final states are final.
+    TaskFinished,
+    /// The owner's quotas would be exceeded.
+    QuotaExceeded,
+    /// The node cannot take servers now (in maintenance, not compute, not a member).
+    NodeUnavailable,
+    /// The server is not in a state the operation applies to (e.g. resume of a running server).
+    InvalidState,
 }
 
 impl CommandOutcome {

@@ -14,6 +14,7 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
+use skiff_cluster::api::users::BearerToken;
 use skiff_cluster::api::ApiError;
 use skiff_cluster::state::{ClusterState, Command, CommandOutcome, UserRole};
 use skiff_cluster::tls::{peer_identity, Subject};
@@ -23,11 +24,71 @@ use tracing::{debug, error, info};
 
 use crate::agent::Node;
 
-/// The user behind a request, from their client certificate.
-#[derive(Clone, Debug)]
+/// The user behind a request: from their client certificate, or from a bearer token
+/// (`Authorization: Bearer skt_ID_SECRET`), which then takes precedence.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Caller {
+    /// The user's name (for a token: its owner, as this node's state knows it).
     pub(crate) user: Option<String>,
+    /// Serial of the client certificate (none when a token authenticates).
     pub(crate) serial: Option<String>,
+    /// The bearer token presented, if any.
+    pub(crate) token: Option<TokenAuth>,
+    /// The request may change something (any method but GET, HEAD, OPTIONS): read-only users
+    /// are refused by [`authorize`].
+    pub(crate) writes: bool,
+}
+
+/// A bearer token as presented: its id and the SHA-256 of its secret (the secret is dropped).
+#[derive(Clone, Debug)]
+pub(crate) struct TokenAuth {
+    pub(crate) id: String,
+    pub(crate) secret_sha256: String,
+}
+
+/// The caller's name for messages and records (`?` when unauthenticated).
+pub(crate) fn caller_name(caller: &Caller) -> &str {
+    caller.user.as_deref().unwrap_or("?")
+}
+
+/// An authenticated user and their role, for handlers that check ownership.
+#[derive(Clone, Debug)]
+pub(crate) struct Principal {
+    pub(crate) name: String,
+    pub(crate) role: UserRole,
+}
+
+impl Principal {
+    pub(crate) fn is_admin(&self) -> bool {
+        self.role == UserRole::Admin
+    }
+    /// Admins see everything; others see what they own.
+    pub(crate) fn may_see(&self, owner: &str) -> bool {
+        self.is_admin() || self.name == owner
+    }
+    /// Admins act on everything; users on what they own; read-only users on nothing.
+    pub(crate) fn may_act_on(&self, owner: &str) -> Result<(), Failure> {
+        if self.role == UserRole::ReadOnly {
+            return Err(read_only());
+        }
+        if self.may_see(owner) {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("{owner:?} is not yours: users act only on their own objects"),
+            ))
+        }
+    }
+}
+
+fn read_only() -> Failure {
+    Failure::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "read-only users cannot change anything",
+    )
 }
 
 /// An API failure: a status and the JSON body every client understands.
@@ -105,16 +166,11 @@ pub async fn serve(node: Arc<Node>) {
                     Subject::User(u) => Caller {
                         user: Some(u),
                         serial: Some(p.serial_hex),
+                        ..Caller::default()
                     },
-                    Subject::Node(_) => Caller {
-                        user: None,
-                        serial: None,
-                    },
+                    Subject::Node(_) => Caller::default(),
                 },
-                None => Caller {
-                    user: None,
-                    serial: None,
-                },
+                None => Caller::default(),
             };
             let svc = hyper_util::service::TowerToHyperService::new(app.layer(Extension(caller)));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -139,6 +195,10 @@ fn router(node: Arc<Node>) -> Router {
         .fallback(|| async {
             Failure::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            authenticate,
+        ))
         .with_state(node)
 }
 
@@ -177,30 +237,138 @@ pub(crate) async fn leader_gate(node: &Node, uri: &Uri) -> Result<ClusterState, 
     }
 }
 
-/// Checks the caller is a known, enabled user holding a current certificate; `admin` for writes.
+/// Reads the request's credentials into its [`Caller`]: the method (does it write?) and a bearer
+/// token, resolved to its owner with this node's state. [`authorize`] checks again against the
+/// leader's state; this only lets handlers (and `status`) know who is calling.
+async fn authenticate(
+    State(node): State<Arc<Node>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    let mut caller = req
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
+    caller.writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or("the Authorization header takes `Bearer skt_ID_SECRET`".to_string())
+            .and_then(BearerToken::parse);
+        let token = match token {
+            Ok(t) => t,
+            Err(message) => {
+                return Failure::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+                    .into_response()
+            }
+        };
+        let auth = TokenAuth {
+            id: token.id.clone(),
+            secret_sha256: token.secret_sha256(),
+        };
+        let owner = node
+            .state()
+            .and_then(|s| token_owner(&s, &auth).ok().map(|u| u.name.clone()));
+        if let (Some(cert_user), Some(owner)) = (&caller.user, &owner) {
+            if cert_user != owner {
+                return Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the bearer token and the client certificate name different users",
+                )
+                .into_response();
+            }
+        }
+        caller.user = owner;
+        caller.serial = None;
+        caller.token = Some(auth);
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn unauthenticated(message: impl Into<String>) -> Failure {
+    Failure::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+}
+
+/// The enabled user owning a valid, unexpired token.
+fn token_owner<'a>(
+    state: &'a ClusterState,
+    auth: &TokenAuth,
+) -> Result<&'a skiff_cluster::state::UserRecord, Failure> {
+    let refused =
+        || unauthenticated("the API token is unknown, revoked, expired, or its user is disabled");
+    let (user, token) = state
+        .users
+        .values()
+        .find_map(|u| {
+            u.api_tokens
+                .iter()
+                .find(|t| t.id == auth.id)
+                .map(|t| (u, t))
+        })
+        .ok_or_else(refused)?;
+    let now = skiff_cluster::unix_now();
+    if user.disabled
+        || token.secret_sha256 != auth.secret_sha256
+        || token.expires_at.is_some_and(|e| e <= now)
+    {
+        return Err(refused());
+    }
+    Ok(user)
+}
+
+/// The user behind the request, checked against `state`: a known, enabled user holding a current
+/// certificate or a valid token.
+pub(crate) fn authenticated<'a>(
+    state: &'a ClusterState,
+    caller: &Caller,
+) -> Result<&'a skiff_cluster::state::UserRecord, Failure> {
+    if let Some(auth) = &caller.token {
+        let user = token_owner(state, auth)?;
+        if caller.user.as_deref() != Some(user.name.as_str()) {
+            // The token was made a moment ago, after this request was read: the client retries.
+            return Err(unauthenticated("the API token is not known yet; retry"));
+        }
+        return Ok(user);
+    }
+    let (Some(name), Some(serial)) = (&caller.user, &caller.serial) else {
+        return Err(unauthenticated(
+            "present a user certificate (a skiff credential) or an API token (Authorization: Bearer skt_...)",
+        ));
+    };
+    state
+        .users
+        .get(name)
+        .filter(|u| !u.disabled && u.cert_serials.contains(serial))
+        .ok_or_else(|| {
+            unauthenticated(format!(
+                "user {name:?} is unknown, disabled, or this credential was replaced"
+            ))
+        })
+}
+
+/// Checks the caller is a known, enabled user holding a current certificate or token; `admin`:
+/// the operation needs the admin role. Read-only users are refused any request that writes.
 pub(crate) fn authorize(
     state: &ClusterState,
     caller: &Caller,
     admin: bool,
 ) -> Result<UserRole, Failure> {
-    let (Some(name), Some(serial)) = (&caller.user, &caller.serial) else {
-        return Err(Failure::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "present a user certificate (a skiff credential)",
-        ));
-    };
-    let user = state
-        .users
-        .get(name)
-        .filter(|u| !u.disabled && u.cert_serials.contains(serial))
-        .ok_or_else(|| {
-            Failure::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                format!("user {name:?} is unknown, disabled, or this credential was replaced"),
-            )
-        })?;
+    principal(state, caller, admin).map(|p| p.role)
+}
+
+/// [`authorize`], answering who the caller is.
+pub(crate) fn principal(
+    state: &ClusterState,
+    caller: &Caller,
+    admin: bool,
+) -> Result<Principal, Failure> {
+    let user = authenticated(state, caller)?;
     if admin && user.role != UserRole::Admin {
         return Err(Failure::new(
             StatusCode::FORBIDDEN,
@@ -208,7 +376,13 @@ pub(crate) fn authorize(
             "this operation needs the admin role",
         ));
     }
-    Ok(user.role)
+    if caller.writes && user.role == UserRole::ReadOnly {
+        return Err(read_only());
+    }
+    Ok(Principal {
+        name: user.name.clone(),
+        role: user.role,
+    })
 }
 
 /// Sends the request to the leader, or checks the caller may act (`$admin`: needs the admin
@@ -223,6 +397,20 @@ macro_rules! gate {
             return Ok(f.into_response());
         }
         state
+    }};
+}
+
+/// [`gate!`] that also answers who the caller is: evaluates to `(state, Principal)`.
+macro_rules! gate_as {
+    ($node:expr, $uri:expr, $caller:expr, $admin:expr) => {{
+        let state = match leader_gate(&$node, &$uri).await {
+            Ok(s) => s,
+            Err(resp) => return Ok(resp),
+        };
+        match principal(&state, &$caller, $admin) {
+            Ok(p) => (state, p),
+            Err(f) => return Ok(f.into_response()),
+        }
     }};
 }
 
@@ -270,7 +458,7 @@ pub(crate) async fn propose(
     caller: &Caller,
     cmd: Command,
 ) -> Result<CommandOutcome, Failure> {
-    let actor = format!("user:{}", caller.user.as_deref().unwrap_or("?"));
+    let actor = format!("user:{}", caller_name(caller));
     node.propose(&actor, cmd).await.map_err(|e| {
         Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -287,11 +475,16 @@ pub(crate) fn refused(outcome: CommandOutcome) -> Failure {
                 skiff_cluster::state::RefusalCode::NotFound => StatusCode::NOT_FOUND,
                 _ => StatusCode::CONFLICT,
             };
-            Failure(
-                status,
-                ApiError::new(format!("{code:?}").to_lowercase(), message),
-            )
+            Failure(status, ApiError::new(refusal_code_name(code), message))
         }
         other => Failure::internal(format!("unexpected outcome {other:?}")),
     }
+}
+
+/// The JSON name of a refusal code (`quota_exceeded`, `name_taken`, ...), as serde writes it.
+fn refusal_code_name(code: skiff_cluster::state::RefusalCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| "refused".into())
 }

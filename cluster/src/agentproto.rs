@@ -1,0 +1,290 @@
+//! The leader ↔ node agent protocol (ALPN `skiff-agent/1`): one JSON request, one JSON reply, on
+//! one QUIC stream.
+//!
+//! The leader asks an agent what actually exists ([`AgentRequest::Report`]), tells it what a server
+//! should be ([`AgentRequest::Ensure`]: define it if missing, update it if its generation is older,
+//! bring its power to the desired state) and to drop one ([`AgentRequest::Remove`]). Every request
+//! is idempotent, so the leader may repeat it after a timeout, an agent restart or a change of
+//! leader. A request an agent cannot decode gets an [`AgentReply::Error`], never a panic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::servers::PowerState;
+use crate::state::ServerRecord;
+
+/// Time the leader gives an agent to answer a `Report`.
+pub const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Time the leader gives an agent to carry out an `Ensure` or `Remove`, beyond the wait of a
+/// graceful shutdown (see [`AgentRequest::timeout`]).
+pub const WORK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Largest request an agent accepts (a server record is a few KiB).
+pub const MAX_REQUEST: usize = 1 << 20;
+
+/// A one-off action the desired state alone cannot express.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerAction {
+    /// Reboot a running server.
+    Reboot,
+    /// Power off at once (destroy) instead of asking the guest to shut down.
+    ForceStop,
+}
+
+/// What the leader asks of an agent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "request", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentRequest {
+    /// What exists on the node.
+    Report,
+    /// Make the server exist as `server` says, powered as `server.desired` says.
+    Ensure {
+        server: Box<ServerRecord>,
+        #[serde(default)]
+        action: Option<PowerAction>,
+        /// How long a graceful shutdown waits for the guest before forcing it off.
+        #[serde(default = "default_force_after")]
+        force_after_secs: u64,
+    },
+    /// Stop (forcibly) and undefine the server if it exists.
+    Remove { name: String },
+}
+
+fn default_force_after() -> u64 {
+    crate::state::servers::SHUTDOWN_FORCE_AFTER_SECS
+}
+
+/// What a domain is doing, as the hypervisor says.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainPower {
+    Running,
+    /// Defined, not running.
+    Shutoff,
+    /// Suspended (paused) in memory.
+    Paused,
+    /// Stopped by a fault of the guest or the hypervisor.
+    Crashed,
+}
+
+impl DomainPower {
+    /// Whether this is what `desired` asks for.
+    pub fn satisfies(self, desired: PowerState) -> bool {
+        matches!(
+            (self, desired),
+            (DomainPower::Running, PowerState::Running)
+                | (DomainPower::Shutoff, PowerState::Stopped)
+                | (DomainPower::Paused, PowerState::Suspended)
+        )
+    }
+}
+
+/// One domain on a node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainReport {
+    /// The server's name (the domain's name).
+    pub name: String,
+    pub power: DomainPower,
+    /// The generation of the server record it was last defined from.
+    pub generation: u64,
+}
+
+/// The answer to [`AgentRequest::Report`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentReport {
+    /// The node answering.
+    pub node: String,
+    /// The incarnation of the agent (new on every start): a change means its memory is gone.
+    pub agent_generation: u64,
+    /// Which hypervisor answers (`fake` until the compute issue brings libvirt).
+    pub hypervisor: String,
+    /// The Skiff-managed domains, sorted by name.
+    pub domains: Vec<DomainReport>,
+}
+
+/// Why an agent could not do what it was asked.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentErrorCode {
+    /// The request was not a valid `AgentRequest`.
+    BadRequest,
+    /// The peer is not a cluster node.
+    Forbidden,
+    /// This node does not run servers.
+    ComputeDisabled,
+    /// The hypervisor refused or failed.
+    Hypervisor,
+}
+
+/// What an agent answers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum AgentReply {
+    Report(AgentReport),
+    /// The request was carried out; `log` says what was done (empty: nothing needed doing).
+    Done {
+        log: Vec<String>,
+        /// The domain afterwards (`None` after a `Remove`).
+        domain: Option<DomainReport>,
+    },
+    Error {
+        code: AgentErrorCode,
+        message: String,
+        /// What was done before the failure.
+        log: Vec<String>,
+    },
+}
+
+/// A message that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("message of {0} bytes is larger than {MAX_REQUEST}")]
+    TooLarge(usize),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl AgentRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a request from a peer (size-checked; never panics).
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
+        if bytes.len() > MAX_REQUEST {
+            return Err(ProtoError::TooLarge(bytes.len()));
+        }
+        serde_json::from_slice(bytes).map_err(|e| ProtoError::Malformed(e.to_string()))
+    }
+
+    /// How long the leader waits for the answer: an `Ensure` may wait out a graceful shutdown.
+    pub fn timeout(&self) -> std::time::Duration {
+        match self {
+            AgentRequest::Report => REPORT_TIMEOUT,
+            AgentRequest::Ensure {
+                force_after_secs, ..
+            } => WORK_TIMEOUT + std::time::Duration::from_secs(*force_after_secs),
+            AgentRequest::Remove { .. } => WORK_TIMEOUT,
+        }
+    }
+
+    /// A short description for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            AgentRequest::Report => "report".into(),
+            AgentRequest::Ensure { server, action, .. } => match action {
+                Some(a) => format!("ensure {} ({a:?})", server.name),
+                None => format!("ensure {} {:?}", server.name, server.desired),
+            },
+            AgentRequest::Remove { name } => format!("remove {name}"),
+        }
+    }
+}
+
+impl AgentReply {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a reply from an agent.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
+        serde_json::from_slice(bytes).map_err(|e| ProtoError::Malformed(e.to_string()))
+    }
+
+    pub fn error(code: AgentErrorCode, message: impl Into<String>) -> Self {
+        AgentReply::Error {
+            code,
+            message: message.into(),
+            log: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ServerSpec;
+
+    fn server() -> ServerRecord {
+        ServerRecord {
+            name: "web".into(),
+            owner: "alice".into(),
+            spec: ServerSpec {
+                memory_mib: 512,
+                vcpus: 1,
+                disks: Vec::new(),
+                nics: Vec::new(),
+                boot_order: Vec::new(),
+                autostart: false,
+                lock_to_node: None,
+                ha: false,
+                iso: None,
+            },
+            node: Some("n1".into()),
+            desired: PowerState::Running,
+            created_at: 1,
+            generation: 2,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        for r in [
+            AgentRequest::Report,
+            AgentRequest::Ensure {
+                server: Box::new(server()),
+                action: Some(PowerAction::Reboot),
+                force_after_secs: 5,
+            },
+            AgentRequest::Remove { name: "x".into() },
+        ] {
+            assert_eq!(AgentRequest::decode(&r.encode()).unwrap(), r);
+        }
+        // `action` may be left out.
+        let text = format!(
+            r#"{{"request":"ensure","server":{}}}"#,
+            serde_json::to_string(&server()).unwrap()
+        );
+        assert!(matches!(
+            AgentRequest::decode(text.as_bytes()),
+            Ok(AgentRequest::Ensure {
+                action: None,
+                force_after_secs: 60,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let big = vec![b'{'; MAX_REQUEST + 1];
+        let cases: Vec<&[u8]> = vec![
+            b"",
+            b"\xff\xfe\x00",
+            b"null",
+            b"[]",
+            b"{}",
+            br#"{"request":"reboot_everything"}"#,
+            br#"{"request":"remove"}"#,
+            br#"{"request":"remove","name":7}"#,
+            br#"{"request":"ensure","server":{"name":"x"}}"#,
+            &big,
+        ];
+        for c in cases {
+            assert!(
+                AgentRequest::decode(c).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
+        }
+        assert!(AgentReply::decode(b"{\"reply\":\"nope\"}").is_err());
+    }
+
+    #[test]
+    fn power_matches_desire() {
+        assert!(DomainPower::Running.satisfies(PowerState::Running));
+        assert!(DomainPower::Shutoff.satisfies(PowerState::Stopped));
+        assert!(DomainPower::Paused.satisfies(PowerState::Suspended));
+        assert!(!DomainPower::Crashed.satisfies(PowerState::Stopped));
+        assert!(!DomainPower::Paused.satisfies(PowerState::Running));
+    }
+}

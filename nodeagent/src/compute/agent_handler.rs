@@ -1,0 +1,431 @@
+//! The `skiff-agent/1` handler every node serves: carries out the leader's `Report`, `Ensure` and
+//! `Remove` against this node's [`Hypervisor`]. Every request is idempotent: `Ensure` looks at what
+//! exists and does only what is missing, so repeating it (after a timeout, a restart, a change of
+//! leader) is harmless. Requests for the same server are carried out one at a time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use skiff_cluster::agentproto::{
+    AgentErrorCode, AgentReply, AgentReport, AgentRequest, DomainPower, DomainReport, PowerAction,
+};
+use skiff_cluster::state::servers::PowerState;
+use skiff_cluster::state::ServerRecord;
+use skiff_cluster::transport::{PeerInfo, RequestHandler};
+use tracing::{debug, info, warn};
+
+use super::{DomainInfo, DomainSpec, Hypervisor, HypervisorError, ShutdownOutcome};
+
+/// Serves `skiff-agent/1` on one node.
+pub struct AgentHandler {
+    node: String,
+    generation: u64,
+    hypervisor: Option<Arc<dyn Hypervisor>>,
+    /// One lock per server name, so two requests never work on one domain at once.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl AgentHandler {
+    /// `hypervisor: None`: this node does not run servers (compute disabled).
+    pub fn new(node: String, hypervisor: Option<Arc<dyn Hypervisor>>) -> Self {
+        AgentHandler {
+            node,
+            generation: skiff_cluster::gossip::new_generation(),
+            hypervisor,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = match self.locks.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Answers one request (already decoded).
+    pub async fn serve(&self, req: AgentRequest) -> AgentReply {
+        let Some(h) = self.hypervisor.clone() else {
+            return AgentReply::error(
+                AgentErrorCode::ComputeDisabled,
+                format!(
+                    "node {} does not run servers ([compute] enabled = false)",
+                    self.node
+                ),
+            );
+        };
+        let name = match &req {
+            AgentRequest::Report => None,
+            AgentRequest::Ensure { server, .. } => Some(server.name.clone()),
+            AgentRequest::Remove { name } => Some(name.clone()),
+        };
+        let lock = name.as_deref().map(|n| self.lock_for(n));
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let (node, generation) = (self.node.clone(), self.generation);
+        let work = tokio::task::spawn_blocking(move || match req {
+            AgentRequest::Report => match h.list() {
+                Ok(domains) => AgentReply::Report(AgentReport {
+                    node,
+                    agent_generation: generation,
+                    hypervisor: h.kind().to_string(),
+                    domains: domains.into_iter().map(report_of).collect(),
+                }),
+                Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
+            },
+            AgentRequest::Ensure {
+                server,
+                action,
+                force_after_secs,
+            } => reply_of(ensure_with(
+                h.as_ref(),
+                &server,
+                action,
+                Duration::from_secs(force_after_secs),
+            )),
+            AgentRequest::Remove { name } => reply_of(remove(h.as_ref(), &name)),
+        });
+        match work.await {
+            Ok(r) => r,
+            Err(e) => AgentReply::error(
+                AgentErrorCode::Hypervisor,
+                format!("agent work failed: {e}"),
+            ),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for AgentHandler {
+    async fn handle(&self, peer: PeerInfo, body: Vec<u8>) -> Vec<u8> {
+        if peer.node_name().is_none() {
+            warn!(peer = %peer.addr, "agent request from a peer that is not a node: refused");
+            return AgentReply::error(
+                AgentErrorCode::Forbidden,
+                "only cluster nodes may send agent requests",
+            )
+            .encode();
+        }
+        let req = match AgentRequest::decode(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(peer = %peer.addr, error = %e, "undecodable agent request");
+                return AgentReply::error(AgentErrorCode::BadRequest, e.to_string()).encode();
+            }
+        };
+        debug!(from = ?peer.node_name(), request = %req.describe(), "agent request");
+        let reply = self.serve(req).await;
+        reply.encode()
+    }
+}
+
+fn report_of(d: DomainInfo) -> DomainReport {
+    DomainReport {
+        name: d.name,
+        power: d.power,
+        generation: d.generation,
+    }
+}
+
+/// What an `Ensure` or `Remove` did: the log, and the domain afterwards; or the failure with
+/// what was done before it.
+type WorkResult = Result<(Vec<String>, Option<DomainInfo>), (HypervisorError, Vec<String>)>;
+
+fn reply_of(r: WorkResult) -> AgentReply {
+    match r {
+        Ok((log, domain)) => AgentReply::Done {
+            log,
+            domain: domain.map(report_of),
+        },
+        Err((e, log)) => AgentReply::Error {
+            code: AgentErrorCode::Hypervisor,
+            message: e.to_string(),
+            log,
+        },
+    }
+}
+
+fn find(h: &dyn Hypervisor, name: &str) -> Result<Option<DomainInfo>, HypervisorError> {
+    Ok(h.list()?.into_iter().find(|d| d.name == name))
+}
+
+/// [`ensure_with`] with the default wait before a shutdown is forced.
+pub fn ensure(
+    h: &dyn Hypervisor,
+    server: &ServerRecord,
+    action: Option<PowerAction>,
+) -> WorkResult {
+    let wait = Duration::from_secs(skiff_cluster::state::servers::SHUTDOWN_FORCE_AFTER_SECS);
+    ensure_with(h, server, action, wait)
+}
+
+/// Makes the domain of `server` exist, defined from its current generation, powered as it
+/// desires (after a one-off `action`; a shutdown waits `force_after` before forcing). Does
+/// nothing that is already so.
+pub fn ensure_with(
+    h: &dyn Hypervisor,
+    server: &ServerRecord,
+    action: Option<PowerAction>,
+    force_after: Duration,
+) -> WorkResult {
+    let mut log = Vec::new();
+    let r = ensure_steps(h, server, action, force_after, &mut log);
+    match r {
+        Ok(d) => {
+            if !log.is_empty() {
+                info!(server = %server.name, steps = ?log, "ensured");
+            }
+            Ok((log, d))
+        }
+        Err(e) => Err((e, log)),
+    }
+}
+
+fn ensure_steps(
+    h: &dyn Hypervisor,
+    server: &ServerRecord,
+    action: Option<PowerAction>,
+    wait: Duration,
+    log: &mut Vec<String>,
+) -> Result<Option<DomainInfo>, HypervisorError> {
+    let name = server.name.as_str();
+    let spec = DomainSpec::from_server(server);
+    let mut power = match find(h, name)? {
+        None => {
+            h.define(&spec)?;
+            log.push(format!("defined {name} (generation {})", server.generation));
+            DomainPower::Shutoff
+        }
+        Some(d) if d.generation < server.generation => {
+            h.define(&spec)?;
+            log.push(format!(
+                "updated the definition of {name} (generation {} -> {})",
+                d.generation, server.generation
+            ));
+            d.power
+        }
+        Some(d) => d.power,
+    };
+    match action {
+        Some(PowerAction::ForceStop) if power != DomainPower::Shutoff => {
+            h.destroy(name)?;
+            log.push(format!("forced {name} off"));
+            power = DomainPower::Shutoff;
+        }
+        Some(PowerAction::Reboot) if power == DomainPower::Running => {
+            h.reboot(name)?;
+            log.push(format!("rebooted {name}"));
+        }
+        _ => {}
+    }
+    match (server.desired, power) {
+        (PowerState::Running, DomainPower::Shutoff | DomainPower::Crashed) => {
+            if power == DomainPower::Crashed {
+                h.destroy(name)?;
+                log.push(format!("cleared the crashed {name}"));
+            }
+            h.start(name)?;
+            log.push(format!("started {name}"));
+        }
+        (PowerState::Running, DomainPower::Paused) => {
+            h.resume(name)?;
+            log.push(format!("resumed {name}"));
+        }
+        (PowerState::Stopped, DomainPower::Running) => match h.shutdown(name, wait)? {
+            ShutdownOutcome::Graceful => log.push(format!("shut {name} down")),
+            ShutdownOutcome::Forced => log.push(format!(
+                "{name} ignored the shutdown request for {}s: forced off",
+                wait.as_secs()
+            )),
+        },
+        (PowerState::Stopped, DomainPower::Paused | DomainPower::Crashed) => {
+            h.destroy(name)?;
+            log.push(format!("powered {name} off"));
+        }
+        (PowerState::Suspended, DomainPower::Running) => {
+            h.suspend(name)?;
+            log.push(format!("suspended {name}"));
+        }
+        (PowerState::Suspended, DomainPower::Shutoff | DomainPower::Crashed) => {
+            if power == DomainPower::Crashed {
+                h.destroy(name)?;
+            }
+            h.start(name)?;
+            h.suspend(name)?;
+            log.push(format!("started and suspended {name}"));
+        }
+        _ => {}
+    }
+    find(h, name)
+}
+
+/// Stops (forcibly) and undefines the domain if it exists.
+pub fn remove(h: &dyn Hypervisor, name: &str) -> WorkResult {
+    let mut log = Vec::new();
+    let r = (|| -> Result<(), HypervisorError> {
+        let Some(d) = find(h, name)? else {
+            return Ok(());
+        };
+        if d.power != DomainPower::Shutoff {
+            h.destroy(name)?;
+            log.push(format!("forced {name} off"));
+        }
+        h.undefine(name)?;
+        log.push(format!("undefined {name}"));
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok((log, None)),
+        Err(e) => Err((e, log)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::fake::FakeHypervisor;
+    use skiff_cluster::state::ServerSpec;
+
+    fn server(desired: PowerState, generation: u64) -> ServerRecord {
+        ServerRecord {
+            name: "web".into(),
+            owner: "alice".into(),
+            spec: ServerSpec {
+                memory_mib: 512,
+                vcpus: 1,
+                disks: Vec::new(),
+                nics: Vec::new(),
+                boot_order: Vec::new(),
+                autostart: false,
+                lock_to_node: None,
+                ha: false,
+                iso: None,
+            },
+            node: Some("n1".into()),
+            desired,
+            created_at: 1,
+            generation,
+        }
+    }
+
+    fn power(h: &FakeHypervisor) -> Option<DomainPower> {
+        find(h, "web").unwrap().map(|d| d.power)
+    }
+
+    #[test]
+    fn ensure_is_idempotent_and_follows_the_desire() {
+        let h = FakeHypervisor::new();
+        let (log, d) = ensure(&h, &server(PowerState::Running, 1), None).unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(d.map(|d| d.power), Some(DomainPower::Running));
+        let (log, _) = ensure(&h, &server(PowerState::Running, 1), None).unwrap();
+        assert!(log.is_empty(), "nothing to do the second time: {log:?}");
+        ensure(&h, &server(PowerState::Suspended, 2), None).unwrap();
+        assert_eq!(power(&h), Some(DomainPower::Paused));
+        assert_eq!(h.spec("web").map(|s| s.generation), Some(2));
+        ensure(&h, &server(PowerState::Stopped, 3), None).unwrap();
+        assert_eq!(power(&h), Some(DomainPower::Shutoff));
+        ensure(&h, &server(PowerState::Running, 4), None).unwrap();
+        h.crash("web");
+        ensure(&h, &server(PowerState::Running, 4), None).unwrap();
+        assert_eq!(power(&h), Some(DomainPower::Running));
+        // An older generation never overwrites a newer definition.
+        ensure(&h, &server(PowerState::Running, 3), None).unwrap();
+        assert_eq!(h.spec("web").map(|s| s.generation), Some(4));
+    }
+
+    #[test]
+    fn actions_and_remove() {
+        let h = FakeHypervisor::new();
+        ensure(&h, &server(PowerState::Running, 1), None).unwrap();
+        let (log, _) = ensure(
+            &h,
+            &server(PowerState::Running, 1),
+            Some(PowerAction::Reboot),
+        )
+        .unwrap();
+        assert_eq!(log, vec!["rebooted web".to_string()]);
+        let (log, _) = ensure(
+            &h,
+            &server(PowerState::Stopped, 2),
+            Some(PowerAction::ForceStop),
+        )
+        .unwrap();
+        assert!(log.iter().any(|l| l == "forced web off"), "{log:?}");
+        assert!(h.journal().iter().any(|j| j == "destroy web"));
+        ensure(&h, &server(PowerState::Running, 2), None).unwrap();
+        let (log, d) = remove(&h, "web").unwrap();
+        assert_eq!(log.len(), 2);
+        assert!(d.is_none() && power(&h).is_none());
+        let (log, _) = remove(&h, "web").unwrap();
+        assert!(log.is_empty(), "removing what is gone is fine");
+    }
+
+    #[test]
+    fn failures_are_reported_with_the_log() {
+        let h = FakeHypervisor::new();
+        h.fail_next("start");
+        let (e, log) = ensure(&h, &server(PowerState::Running, 1), None).unwrap_err();
+        assert!(matches!(e, HypervisorError::Failed(_)));
+        assert_eq!(log.len(), 1, "the define happened: {log:?}");
+        // Trying again picks up where it failed.
+        let (log, _) = ensure(&h, &server(PowerState::Running, 1), None).unwrap();
+        assert_eq!(log, vec!["started web".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn garbage_gets_an_error_reply() {
+        let h = AgentHandler::new("n1".into(), Some(Arc::new(FakeHypervisor::new())));
+        let peer = PeerInfo {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            identity: None,
+        };
+        let r = AgentReply::decode(&h.handle(peer, b"{\"request\":\"report\"}".to_vec()).await)
+            .unwrap();
+        assert!(matches!(
+            r,
+            AgentReply::Error {
+                code: AgentErrorCode::Forbidden,
+                ..
+            }
+        ));
+        let node = PeerInfo {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            identity: Some(skiff_cluster::tls::PeerIdentity {
+                subject: skiff_cluster::tls::Subject::Node("n0".into()),
+                serial_hex: "01".into(),
+            }),
+        };
+        for junk in [
+            &b""[..],
+            b"\xff",
+            b"{\"request\":\"format_disk\"}",
+            b"[1,2]",
+        ] {
+            let r = AgentReply::decode(&h.handle(node.clone(), junk.to_vec()).await).unwrap();
+            assert!(matches!(
+                r,
+                AgentReply::Error {
+                    code: AgentErrorCode::BadRequest,
+                    ..
+                }
+            ));
+        }
+        let r = h.serve(AgentRequest::Report).await;
+        assert!(
+            matches!(r, AgentReply::Report(ref rep) if rep.domains.is_empty() && rep.hypervisor == "fake")
+        );
+        let off = AgentHandler::new("n2".into(), None);
+        assert!(matches!(
+            off.serve(AgentRequest::Report).await,
+            AgentReply::Error {
+                code: AgentErrorCode::ComputeDisabled,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,325 @@
+//! `FakeHypervisor`: an in-memory stand-in for a hypervisor. Nothing runs: it only remembers
+//! definitions and power states, and forgets everything when the agent restarts (like a machine
+//! that lost its domains). It serves unit and cluster tests, and nodes with `[compute] enabled`
+//! until the compute issue brings the libvirt hypervisor. Tests can inject failures and guests
+//! that ignore ACPI, and crash domains.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use skiff_cluster::agentproto::DomainPower;
+
+use super::{DomainInfo, DomainSpec, Hypervisor, HypervisorError, ShutdownOutcome};
+
+#[derive(Clone, Debug)]
+struct FakeDomain {
+    spec: DomainSpec,
+    power: DomainPower,
+}
+
+#[derive(Default)]
+struct Inner {
+    domains: BTreeMap<String, FakeDomain>,
+    /// Operations that fail once, by name (`start`, `define`...).
+    fail_next: Vec<&'static str>,
+    /// Guests that ignore ACPI shutdown requests.
+    ignore_acpi: bool,
+    /// Every operation that changed something, in order (`start web`...).
+    journal: Vec<String>,
+    /// How long each change takes (the calling thread sleeps), to test work interrupted midway.
+    delay: Duration,
+}
+
+/// The in-memory fake hypervisor (see the module documentation).
+#[derive(Default)]
+pub struct FakeHypervisor {
+    inner: Mutex<Inner>,
+}
+
+impl FakeHypervisor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g)
+    }
+
+    /// Makes the next call of `op` fail (tests).
+    pub fn fail_next(&self, op: &'static str) {
+        self.with(|i| i.fail_next.push(op));
+    }
+
+    /// Makes guests ignore ACPI shutdown, so shutdowns end forced (tests).
+    pub fn set_ignore_acpi(&self, ignore: bool) {
+        self.with(|i| i.ignore_acpi = ignore);
+    }
+
+    /// Makes every change take `delay` (tests of interrupted work).
+    pub fn set_delay(&self, delay: Duration) {
+        self.with(|i| i.delay = delay);
+    }
+
+    fn pause(&self) {
+        let d = self.with(|i| i.delay);
+        if !d.is_zero() {
+            std::thread::sleep(d);
+        }
+    }
+
+    /// Makes a domain crash, as a guest fault would (tests).
+    pub fn crash(&self, name: &str) {
+        self.with(|i| {
+            if let Some(d) = i.domains.get_mut(name) {
+                d.power = DomainPower::Crashed;
+            }
+        });
+    }
+
+    /// Every change so far, e.g. `["define web 1", "start web"]`.
+    pub fn journal(&self) -> Vec<String> {
+        self.with(|i| i.journal.clone())
+    }
+
+    /// The definition of a domain.
+    pub fn spec(&self, name: &str) -> Option<DomainSpec> {
+        self.with(|i| i.domains.get(name).map(|d| d.spec.clone()))
+    }
+
+    /// Looks up the domain, checks an injected failure and the power states `op` applies to, then
+    /// sets its new power state.
+    fn transition(
+        &self,
+        op: &'static str,
+        name: &str,
+        from: &[DomainPower],
+        to: DomainPower,
+    ) -> Result<(), HypervisorError> {
+        self.pause();
+        self.with(|i| {
+            take_failure(i, op)?;
+            let d = i
+                .domains
+                .get_mut(name)
+                .ok_or_else(|| HypervisorError::NotFound(name.to_string()))?;
+            if !from.contains(&d.power) {
+                return Err(HypervisorError::InvalidState {
+                    name: name.to_string(),
+                    power: d.power,
+                    op,
+                });
+            }
+            d.power = to;
+            i.journal.push(format!("{op} {name}"));
+            Ok(())
+        })
+    }
+}
+
+fn take_failure(i: &mut Inner, op: &'static str) -> Result<(), HypervisorError> {
+    if let Some(pos) = i.fail_next.iter().position(|o| *o == op) {
+        i.fail_next.remove(pos);
+        return Err(HypervisorError::Failed(format!("injected failure of {op}")));
+    }
+    Ok(())
+}
+
+use DomainPower::{Crashed, Paused, Running, Shutoff};
+
+impl Hypervisor for FakeHypervisor {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    fn list(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+        self.with(|i| {
+            take_failure(i, "list")?;
+            Ok(i.domains
+                .iter()
+                .map(|(name, d)| DomainInfo {
+                    name: name.clone(),
+                    power: d.power,
+                    generation: d.spec.generation,
+                })
+                .collect())
+        })
+    }
+
+    fn define(&self, spec: &DomainSpec) -> Result<(), HypervisorError> {
+        self.pause();
+        self.with(|i| {
+            take_failure(i, "define")?;
+            i.journal
+                .push(format!("define {} {}", spec.name, spec.generation));
+            match i.domains.get_mut(&spec.name) {
+                Some(d) => d.spec = spec.clone(),
+                None => {
+                    i.domains.insert(
+                        spec.name.clone(),
+                        FakeDomain {
+                            spec: spec.clone(),
+                            power: Shutoff,
+                        },
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn start(&self, name: &str) -> Result<(), HypervisorError> {
+        self.transition("start", name, &[Shutoff, Crashed], Running)
+    }
+
+    fn shutdown(&self, name: &str, _timeout: Duration) -> Result<ShutdownOutcome, HypervisorError> {
+        // A fake guest either obeys at once or never: no need to wait out the timeout.
+        let forced = self.with(|i| i.ignore_acpi);
+        self.transition("shutdown", name, &[Running], Shutoff)?;
+        Ok(if forced {
+            ShutdownOutcome::Forced
+        } else {
+            ShutdownOutcome::Graceful
+        })
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), HypervisorError> {
+        self.transition("destroy", name, &[Running, Paused, Crashed], Shutoff)
+    }
+
+    fn suspend(&self, name: &str) -> Result<(), HypervisorError> {
+        self.transition("suspend", name, &[Running], Paused)
+    }
+
+    fn resume(&self, name: &str) -> Result<(), HypervisorError> {
+        self.transition("resume", name, &[Paused], Running)
+    }
+
+    fn reboot(&self, name: &str) -> Result<(), HypervisorError> {
+        self.transition("reboot", name, &[Running], Running)
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), HypervisorError> {
+        self.with(|i| {
+            take_failure(i, "undefine")?;
+            let d = i
+                .domains
+                .get(name)
+                .ok_or_else(|| HypervisorError::NotFound(name.to_string()))?;
+            if d.power != Shutoff {
+                return Err(HypervisorError::InvalidState {
+                    name: name.to_string(),
+                    power: d.power,
+                    op: "undefine",
+                });
+            }
+            i.domains.remove(name);
+            i.journal.push(format!("undefine {name}"));
+            Ok(())
+        })
+    }
+}
+
+type Registry = Mutex<HashMap<PathBuf, Arc<FakeHypervisor>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Records the fake of the node running from `data_dir` (replacing the one of an earlier start),
+/// so in-process tests can look at it.
+pub(super) fn register(data_dir: &Path, fake: Arc<FakeHypervisor>) {
+    if let Ok(mut r) = registry().lock() {
+        r.insert(data_dir.to_path_buf(), fake);
+    }
+}
+
+/// The fake hypervisor of the node last started from `data_dir` in this process (tests).
+pub fn for_data_dir(data_dir: &Path) -> Option<Arc<FakeHypervisor>> {
+    registry().lock().ok()?.get(data_dir).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, generation: u64) -> DomainSpec {
+        DomainSpec {
+            name: name.into(),
+            memory_mib: 256,
+            vcpus: 1,
+            disks: Vec::new(),
+            nics: Vec::new(),
+            boot_order: Vec::new(),
+            iso: None,
+            generation,
+        }
+    }
+
+    fn power(h: &FakeHypervisor, name: &str) -> Option<DomainPower> {
+        h.list()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.name == name)
+            .map(|d| d.power)
+    }
+
+    #[test]
+    fn lifecycle() {
+        let h = FakeHypervisor::new();
+        assert_eq!(h.start("a"), Err(HypervisorError::NotFound("a".into())));
+        h.define(&spec("a", 1)).unwrap();
+        assert_eq!(power(&h, "a"), Some(Shutoff));
+        h.start("a").unwrap();
+        assert!(matches!(
+            h.start("a"),
+            Err(HypervisorError::InvalidState { op: "start", .. })
+        ));
+        h.suspend("a").unwrap();
+        assert_eq!(power(&h, "a"), Some(Paused));
+        assert!(h.reboot("a").is_err());
+        h.resume("a").unwrap();
+        h.reboot("a").unwrap();
+        assert!(h.undefine("a").is_err(), "a running domain stays defined");
+        assert_eq!(
+            h.shutdown("a", Duration::from_secs(1)),
+            Ok(ShutdownOutcome::Graceful)
+        );
+        h.start("a").unwrap();
+        h.set_ignore_acpi(true);
+        assert_eq!(
+            h.shutdown("a", Duration::from_secs(1)),
+            Ok(ShutdownOutcome::Forced)
+        );
+        // Redefining keeps the power state and updates the generation.
+        h.define(&spec("a", 2)).unwrap();
+        assert_eq!(h.list().unwrap()[0].generation, 2);
+        h.start("a").unwrap();
+        h.crash("a");
+        assert_eq!(power(&h, "a"), Some(Crashed));
+        h.destroy("a").unwrap();
+        h.undefine("a").unwrap();
+        assert!(h.list().unwrap().is_empty());
+        assert_eq!(h.journal().first().map(String::as_str), Some("define a 1"));
+    }
+
+    #[test]
+    fn injected_failures_happen_once() {
+        let h = FakeHypervisor::new();
+        h.define(&spec("a", 1)).unwrap();
+        h.fail_next("start");
+        assert!(matches!(h.start("a"), Err(HypervisorError::Failed(_))));
+        assert_eq!(
+            power(&h, "a"),
+            Some(Shutoff),
+            "a failed start changes nothing"
+        );
+        h.start("a").unwrap();
+    }
+}

@@ -1,0 +1,1049 @@
+//! The reconciler: a leader-only loop that carries out queued tasks on the nodes' agents and
+//! drives what actually exists towards the desired state.
+//!
+//! Every [`PASS_INTERVAL`], while this node serves as leader:
+//! 1. **Tasks.** Each queued `server.*` task (and each running one that no work of this leader
+//!    carries: an old leader's) is marked running through Raft, sent to the server's node over
+//!    `skiff-agent/1` as an idempotent `Ensure` or `Remove`, its log recorded, and finished.
+//! 2. **Drift.** Every alive compute node is asked for a `Report`; each server placed there is
+//!    compared with it (existence, generation, power) and `Ensure`d where they differ; domains no
+//!    server explains are `Remove`d. Servers with an open task are left to the task; a server whose
+//!    newest task was cancelled is left alone until its next change.
+//!
+//! The decisions are pure functions ([`plan_task`], [`plan_drift`], [`ha_decision`]) so they can be
+//! tested without a cluster. Nothing here is remembered across leaders except through Raft: a new
+//! leader starts from the state and fresh reports, which is what makes agent restarts and leader
+//! changes converge to the same result.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use skiff_cluster::agentproto::{
+    AgentReply, AgentReport, AgentRequest, PowerAction, REPORT_TIMEOUT,
+};
+use skiff_cluster::api::tasks::{ActualView, Convergence, NodeActual, ServerActual};
+use skiff_cluster::state::servers::{
+    shutdown_force_after, DiskSpec, PowerState, SHUTDOWN_FORCE_AFTER_SECS,
+};
+use skiff_cluster::state::{
+    ClusterState, Command, CommandOutcome, ServerRecord, TaskCommand, TaskRecord, TaskState,
+};
+use skiff_cluster::transport::ALPN_AGENT;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::agent::Node;
+use crate::compute::GOSSIP_HYPERVISOR;
+
+/// Time between two passes.
+pub const PASS_INTERVAL: Duration = Duration::from_millis(500);
+/// A task whose node stays down this long (seconds since it was created) fails.
+pub const NODE_DOWN_GRACE_SECS: u64 = 30;
+/// Transport failures tolerated while carrying out one task before it fails.
+pub const TASK_SEND_ATTEMPTS: u32 = 5;
+/// Longest wait before the drift loop tries a failing server again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Who the reconciler's Raft writes are from.
+pub const ACTOR: &str = "system";
+
+// ---------------------------------------------------------------------------------------------
+// Pure decisions
+// ---------------------------------------------------------------------------------------------
+
+/// What a task asks of the agents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskPlan {
+    /// Not a task the reconciler carries out (another service owns it).
+    NotOurs,
+    /// Ensure the server on its node, after removing it from `remove_from` (a move).
+    Ensure {
+        node: String,
+        server: Box<ServerRecord>,
+        action: Option<PowerAction>,
+        /// How long a shutdown waits before forcing the server off.
+        force_after_secs: u64,
+        remove_from: Vec<String>,
+    },
+    /// Remove the domain from the node.
+    Remove { node: String, name: String },
+    /// Nothing to do on any node: finish at once with this result.
+    Done(String),
+    /// Cannot be carried out: fail with this message.
+    Fail(String),
+}
+
+/// Decides what a `server.*` task needs. `holders` are the nodes whose last report shows a domain
+/// of that name (for moves).
+pub fn plan_task(task: &TaskRecord, state: &ClusterState, holders: &[String]) -> TaskPlan {
+    let Some(op) = task.kind.strip_prefix("server.") else {
+        return TaskPlan::NotOurs;
+    };
+    let action = match op {
+        "reboot" => Some(PowerAction::Reboot),
+        "destroy" => Some(PowerAction::ForceStop),
+        "create" | "start" | "shutdown" | "stop" | "suspend" | "resume" | "move" | "update"
+        | "attach_disk" | "detach_disk" | "mount_iso" | "unmount_iso" => None,
+        "remove" => {
+            return match (&task.node, state.servers.get(&task.target)) {
+                (_, Some(s)) if s.node.is_some() && s.node != task.node => TaskPlan::Fail(format!(
+                    "server {} still exists on {}: not removing it",
+                    task.target,
+                    s.node.as_deref().unwrap_or("?")
+                )),
+                (Some(n), _) => TaskPlan::Remove {
+                    node: n.clone(),
+                    name: task.target.clone(),
+                },
+                (None, _) => TaskPlan::Done("the server was on no node".into()),
+            }
+        }
+        _ => return TaskPlan::NotOurs,
+    };
+    let Some(server) = state.servers.get(&task.target) else {
+        return TaskPlan::Fail(format!("server {} no longer exists", task.target));
+    };
+    let Some(node) = server.node.clone() else {
+        return TaskPlan::Fail(format!("server {} is not placed on any node", server.name));
+    };
+    TaskPlan::Ensure {
+        force_after_secs: shutdown_force_after(task),
+        remove_from: holders.iter().filter(|h| **h != node).cloned().collect(),
+        node,
+        server: Box::new(server.clone()),
+        action,
+    }
+}
+
+/// Whether a task is open (queued or running) for a server, or its newest task was cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerTasks {
+    Idle,
+    Open(u64),
+    Cancelled(u64),
+}
+
+/// The task situation of every server named by a `server.*` task.
+pub fn server_tasks(state: &ClusterState) -> HashMap<String, ServerTasks> {
+    let mut out: HashMap<String, ServerTasks> = HashMap::new();
+    // Tasks are ordered by id: later ones override earlier ones, except that any open task wins.
+    for t in state.tasks.values() {
+        if !t.kind.starts_with("server.") {
+            continue;
+        }
+        let entry = out.entry(t.target.clone()).or_insert(ServerTasks::Idle);
+        if matches!(entry, ServerTasks::Open(_)) {
+            continue;
+        }
+        *entry = match t.state {
+            TaskState::Queued | TaskState::Running => ServerTasks::Open(t.id),
+            TaskState::Cancelled => ServerTasks::Cancelled(t.id),
+            TaskState::Succeeded | TaskState::Failed => ServerTasks::Idle,
+        };
+    }
+    out
+}
+
+/// One change the drift pass makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriftAction {
+    Ensure {
+        node: String,
+        server: Box<ServerRecord>,
+    },
+    Remove {
+        node: String,
+        name: String,
+    },
+}
+
+impl DriftAction {
+    /// Identifies the action for backoff and to avoid running it twice at once.
+    pub fn key(&self) -> String {
+        match self {
+            DriftAction::Ensure { node, server } => format!("{}@{node}", server.name),
+            DriftAction::Remove { node, name } => format!("{name}@{node}"),
+        }
+    }
+}
+
+/// What one node told the reconciler.
+#[derive(Clone, Debug)]
+pub enum NodeReport {
+    /// Gossip says it is down.
+    Dead,
+    /// It did not answer.
+    Unreachable(String),
+    /// It is alive but runs no hypervisor (`[compute] enabled = false`).
+    NoCompute,
+    Report(AgentReport),
+}
+
+/// Compares the desired servers with the reports and says what to change, and how each server
+/// looks. `is_shared` tells whether a disk is on shared storage (for the HA decision).
+pub fn plan_drift(
+    state: &ClusterState,
+    reports: &BTreeMap<String, NodeReport>,
+    tasks: &HashMap<String, ServerTasks>,
+    is_shared: &dyn Fn(&DiskSpec) -> bool,
+) -> (Vec<DriftAction>, Vec<ServerActual>) {
+    let mut actions = Vec::new();
+    let mut view = Vec::new();
+    for s in state.servers.values() {
+        let mut a = ServerActual {
+            name: s.name.clone(),
+            owner: s.owner.clone(),
+            node: s.node.clone(),
+            desired: s.desired,
+            generation: s.generation,
+            power: None,
+            actual_generation: None,
+            convergence: Convergence::InSync,
+            note: String::new(),
+        };
+        let task = tasks.get(&s.name).copied().unwrap_or(ServerTasks::Idle);
+        match s.node.as_ref().map(|n| (n, reports.get(n))) {
+            None => {
+                a.convergence = Convergence::Unplaced;
+            }
+            Some((n, None | Some(NodeReport::Dead))) => {
+                a.convergence = Convergence::NodeDead;
+                a.note = match ha_decision(s, false, is_shared) {
+                    HaDecision::RestartElsewhere => format!(
+                        "node {n} is down; highly available with shared disks: to be restarted elsewhere"
+                    ),
+                    HaDecision::Stay => format!("node {n} is down"),
+                    HaDecision::NotEligible(why) => format!("node {n} is down; not restarted elsewhere: {why}"),
+                };
+            }
+            Some((n, Some(NodeReport::NoCompute))) => {
+                a.convergence = Convergence::NodeUnreachable;
+                a.note = format!("node {n} does not run servers ([compute] enabled = false)");
+            }
+            Some((n, Some(NodeReport::Unreachable(e)))) => {
+                a.convergence = Convergence::NodeUnreachable;
+                a.note = format!("node {n} did not report: {e}");
+            }
+            Some((n, Some(NodeReport::Report(r)))) => {
+                let d = r.domains.iter().find(|d| d.name == s.name);
+                a.power = d.map(|d| d.power);
+                a.actual_generation = d.map(|d| d.generation);
+                let in_sync =
+                    d.is_some_and(|d| d.generation >= s.generation && d.power.satisfies(s.desired));
+                match (in_sync, task) {
+                    (_, ServerTasks::Open(id)) => {
+                        a.convergence = Convergence::TaskOpen;
+                        a.note = format!("task {id} is working on it");
+                    }
+                    (true, _) => {}
+                    (false, ServerTasks::Cancelled(id)) => {
+                        a.convergence = Convergence::Paused;
+                        a.note =
+                            format!("task {id} was cancelled: left alone until its next change");
+                    }
+                    (false, ServerTasks::Idle) => {
+                        a.convergence = Convergence::Converging;
+                        a.note = match d {
+                            None => format!("missing on {n}"),
+                            Some(d) if d.generation < s.generation => {
+                                format!(
+                                    "defined from generation {} of {}",
+                                    d.generation, s.generation
+                                )
+                            }
+                            Some(d) => {
+                                format!("{:?}, desired {:?}", d.power, s.desired).to_lowercase()
+                            }
+                        };
+                        actions.push(DriftAction::Ensure {
+                            node: n.clone(),
+                            server: Box::new(s.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        view.push(a);
+    }
+    for (node, r) in reports {
+        let NodeReport::Report(r) = r else { continue };
+        for d in &r.domains {
+            let explained = state
+                .servers
+                .get(&d.name)
+                .is_some_and(|s| s.node.as_deref() == Some(node.as_str()));
+            let busy = matches!(tasks.get(&d.name), Some(ServerTasks::Open(_)));
+            if !explained && !busy {
+                actions.push(DriftAction::Remove {
+                    node: node.clone(),
+                    name: d.name.clone(),
+                });
+            }
+        }
+    }
+    (actions, view)
+}
+
+/// Whether a server on a dead node should be restarted elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HaDecision {
+    /// Its node is alive, or it is not meant to run: nothing to do.
+    Stay,
+    /// Restart it on another node (a `server.move` task).
+    RestartElsewhere,
+    /// It cannot move, and why.
+    NotEligible(String),
+}
+
+/// Shared pools are numbered from 0 (`"0"`, `"1"`...); named pools and the default (`None`) are
+/// local to a node.
+pub fn is_shared_pool(disk: &DiskSpec) -> bool {
+    disk.pool
+        .as_deref()
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Decides whether a server whose node is `node_alive` should restart elsewhere: only when it is
+/// marked highly available, should run, is not locked to its node, and every disk is on shared
+/// storage (a local disk died with its node).
+pub fn ha_decision(
+    server: &ServerRecord,
+    node_alive: bool,
+    is_shared: &dyn Fn(&DiskSpec) -> bool,
+) -> HaDecision {
+    if node_alive || server.desired == PowerState::Stopped {
+        return HaDecision::Stay;
+    }
+    if !server.spec.ha {
+        return HaDecision::NotEligible("not marked highly available".into());
+    }
+    if server.spec.lock_to_node.is_some() && server.spec.lock_to_node == server.node {
+        return HaDecision::NotEligible("locked to its node".into());
+    }
+    let local: Vec<String> = server
+        .spec
+        .disks
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !is_shared(d))
+        .map(|(i, _)| i.to_string())
+        .collect();
+    if !local.is_empty() {
+        return HaDecision::NotEligible(format!(
+            "disk(s) {} are not on shared storage",
+            local.join(", ")
+        ));
+    }
+    HaDecision::RestartElsewhere
+}
+
+/// Exponential backoff after `fails` consecutive failures: 1 s, 2 s, 4 s... up to [`MAX_BACKOFF`].
+pub fn backoff(fails: u32) -> Duration {
+    if fails == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs(1u64 << (fails - 1).min(5)).min(MAX_BACKOFF)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+// ---------------------------------------------------------------------------------------------
+
+type Views = Mutex<HashMap<PathBuf, ActualView>>;
+
+fn views() -> &'static Views {
+    static VIEWS: OnceLock<Views> = OnceLock::new();
+    VIEWS.get_or_init(Default::default)
+}
+
+fn set_view(data_dir: &Path, view: Option<ActualView>) {
+    if let Ok(mut v) = views().lock() {
+        match view {
+            Some(view) => v.insert(data_dir.to_path_buf(), view),
+            None => v.remove(data_dir),
+        };
+    }
+}
+
+/// The last view of the reconciler running on `node` (only while it leads).
+pub fn actual_view(node: &Node) -> Option<ActualView> {
+    views().lock().ok()?.get(&node.data_dir).cloned()
+}
+
+/// What one leader term of the reconciler remembers (never needed for correctness).
+struct Memory {
+    term: u64,
+    /// Work under way: `task:ID` or a drift key.
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Drift failures per key: count and when to try again.
+    failures: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+    /// Transport failures per task.
+    send_failures: Arc<Mutex<HashMap<u64, u32>>>,
+    agent_generations: HashMap<String, u64>,
+    reports: BTreeMap<String, NodeReport>,
+    work: JoinSet<()>,
+}
+
+impl Memory {
+    fn new(term: u64) -> Self {
+        Memory {
+            term,
+            in_flight: Default::default(),
+            failures: Default::default(),
+            send_failures: Default::default(),
+            agent_generations: HashMap::new(),
+            reports: BTreeMap::new(),
+            work: JoinSet::new(),
+        }
+    }
+}
+
+fn claim(set: &Mutex<HashSet<String>>, key: &str) -> bool {
+    set.lock()
+        .map(|mut s| s.insert(key.to_string()))
+        .unwrap_or(false)
+}
+
+fn release(set: &Mutex<HashSet<String>>, key: &str) {
+    if let Ok(mut s) = set.lock() {
+        s.remove(key);
+    }
+}
+
+/// Runs the reconciler for as long as the node runs; it works only while the node serves as leader.
+pub async fn run(node: Arc<Node>) {
+    let Some(leader) = node.leader.clone() else {
+        return;
+    };
+    let mut active = leader.watch();
+    let mut memory: Option<Memory> = None;
+    loop {
+        match node.serving_term() {
+            Some(term) => {
+                if memory.as_ref().map(|m| m.term) != Some(term) {
+                    info!(term, "reconciler running");
+                    memory = Some(Memory::new(term));
+                }
+                if let Some(m) = memory.as_mut() {
+                    pass(&node, m).await;
+                }
+            }
+            None => {
+                if memory.take().is_some() {
+                    info!("reconciler stopped: no longer leader");
+                    set_view(&node.data_dir, None);
+                }
+            }
+        }
+        tokio::select! {
+            _ = active.changed() => {}
+            _ = tokio::time::sleep(PASS_INTERVAL) => {}
+        }
+    }
+}
+
+/// One pass: tasks, then drift, then the view.
+async fn pass(node: &Arc<Node>, m: &mut Memory) {
+    while m.work.try_join_next().is_some() {}
+    let Some(state) = node.state() else { return };
+    let gossip = node.gossip_nodes().await;
+    let alive: HashSet<String> = gossip
+        .iter()
+        .filter(|g| g.alive || g.name == node.name)
+        .map(|g| g.name.clone())
+        .collect();
+    let compute: Vec<String> = gossip
+        .iter()
+        .filter(|g| g.get(GOSSIP_HYPERVISOR).is_some() && state.nodes.contains_key(&g.name))
+        .map(|g| g.name.clone())
+        .collect();
+
+    // Reports from every compute node (at once).
+    let mut asks = JoinSet::new();
+    for name in &compute {
+        if !alive.contains(name) {
+            continue;
+        }
+        let Some(addr) = state.nodes.get(name).map(|n| n.addr) else {
+            continue;
+        };
+        let (ep, name) = (node.endpoint.clone(), name.clone());
+        asks.spawn(async move {
+            let r = ep
+                .request(
+                    addr,
+                    ALPN_AGENT,
+                    AgentRequest::Report.encode(),
+                    REPORT_TIMEOUT,
+                )
+                .await;
+            let report = match r.map(|b| AgentReply::decode(&b)) {
+                Ok(Ok(AgentReply::Report(r))) => NodeReport::Report(r),
+                Ok(Ok(AgentReply::Error { message, .. })) => NodeReport::Unreachable(message),
+                Ok(Ok(other)) => NodeReport::Unreachable(format!("unexpected reply {other:?}")),
+                Ok(Err(e)) => NodeReport::Unreachable(e.to_string()),
+                Err(e) => NodeReport::Unreachable(e.to_string()),
+            };
+            (name, report)
+        });
+    }
+    let mut reports: BTreeMap<String, NodeReport> = BTreeMap::new();
+    for name in state.nodes.keys() {
+        let report = if compute.contains(name) || !alive.contains(name) {
+            NodeReport::Dead
+        } else {
+            NodeReport::NoCompute
+        };
+        reports.insert(name.clone(), report);
+    }
+    while let Some(Ok((name, report))) = asks.join_next().await {
+        if let NodeReport::Report(r) = &report {
+            let before = m.agent_generations.insert(name.clone(), r.agent_generation);
+            if before.is_some_and(|g| g != r.agent_generation) {
+                info!(node = %name, "agent restarted: converging it again");
+            }
+        }
+        reports.insert(name, report);
+    }
+    m.reports = reports;
+
+    let tasks = server_tasks(&state);
+    run_tasks(node, m, &state, &alive);
+    run_drift(node, m, &state, &tasks);
+
+    let (_, servers) = plan_drift(&state, &m.reports, &tasks, &is_shared_pool);
+    let nodes = m
+        .reports
+        .iter()
+        .map(|(name, r)| NodeActual {
+            name: name.clone(),
+            alive: !matches!(r, NodeReport::Dead),
+            hypervisor: match r {
+                NodeReport::Report(r) => Some(r.hypervisor.clone()),
+                NodeReport::NoCompute => Some("none".into()),
+                _ => None,
+            },
+            agent_generation: match r {
+                NodeReport::Report(r) => Some(r.agent_generation),
+                _ => None,
+            },
+            domains: match r {
+                NodeReport::Report(r) => r.domains.len(),
+                _ => 0,
+            },
+            error: match r {
+                NodeReport::Unreachable(e) => Some(e.clone()),
+                _ => None,
+            },
+        })
+        .collect();
+    set_view(
+        &node.data_dir,
+        Some(ActualView {
+            leader: node.name.clone(),
+            updated_at: skiff_cluster::unix_now(),
+            servers,
+            nodes,
+        }),
+    );
+}
+
+fn run_tasks(node: &Arc<Node>, m: &mut Memory, state: &ClusterState, alive: &HashSet<String>) {
+    for task in state.tasks.values() {
+        if task.state.is_final() {
+            continue;
+        }
+        let key = format!("task:{}", task.id);
+        if m.in_flight.lock().map(|s| s.contains(&key)).unwrap_or(true) {
+            continue;
+        }
+        let holders: Vec<String> = m
+            .reports
+            .iter()
+            .filter_map(|(n, r)| match r {
+                NodeReport::Report(r) if r.domains.iter().any(|d| d.name == task.target) => {
+                    Some(n.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let plan = plan_task(task, state, &holders);
+        if plan == TaskPlan::NotOurs {
+            continue;
+        }
+        // Wait for a dead node for a while, then give up.
+        let target_node = match &plan {
+            TaskPlan::Ensure { node, .. } | TaskPlan::Remove { node, .. } => Some(node.clone()),
+            _ => None,
+        };
+        let plan = match target_node {
+            Some(n) if !alive.contains(&n) => {
+                let waited = skiff_cluster::unix_now().saturating_sub(task.created_at);
+                if waited < NODE_DOWN_GRACE_SECS {
+                    continue;
+                }
+                TaskPlan::Fail(format!("node {n} is down"))
+            }
+            _ => plan,
+        };
+        if !claim(&m.in_flight, &key) {
+            continue;
+        }
+        let (node, in_flight, send_failures) =
+            (node.clone(), m.in_flight.clone(), m.send_failures.clone());
+        let (id, resumed) = (task.id, task.state == TaskState::Running);
+        m.work.spawn(async move {
+            let retry = carry_out(&node, id, resumed, plan).await;
+            if retry {
+                let n = send_failures
+                    .lock()
+                    .map(|mut f| {
+                        let n = f.entry(id).or_insert(0);
+                        *n += 1;
+                        *n
+                    })
+                    .unwrap_or(TASK_SEND_ATTEMPTS);
+                if n >= TASK_SEND_ATTEMPTS {
+                    finish(&node, id, false, "the node did not answer".into()).await;
+                }
+                tokio::time::sleep(backoff(n)).await;
+            }
+            release(&in_flight, &format!("task:{id}"));
+        });
+    }
+}
+
+async fn propose_task(node: &Node, cmd: TaskCommand) -> bool {
+    match node.propose(ACTOR, Command::Task(cmd)).await {
+        Ok(CommandOutcome::Done) => true,
+        Ok(other) => {
+            debug!(outcome = ?other, "task write refused");
+            false
+        }
+        Err(e) => {
+            debug!(error = %e, "task write failed");
+            false
+        }
+    }
+}
+
+async fn progress(node: &Node, id: u64, progress: u8, line: String) -> bool {
+    propose_task(
+        node,
+        TaskCommand::Progress {
+            id,
+            progress,
+            line: Some(line),
+        },
+    )
+    .await
+}
+
+async fn finish(node: &Node, id: u64, ok: bool, result: String) {
+    if ok {
+        info!(task = id, %result, "task succeeded");
+    } else {
+        warn!(task = id, %result, "task failed");
+    }
+    propose_task(node, TaskCommand::Finish { id, ok, result }).await;
+}
+
+/// The outcome of one agent request.
+enum Sent {
+    Done(Vec<String>),
+    Failed(String, Vec<String>),
+    /// The node could not be reached: try again later.
+    Unreachable(String),
+}
+
+async fn send(node: &Node, to: &str, req: AgentRequest) -> Sent {
+    let Some(addr): Option<SocketAddr> = node.state().and_then(|s| s.nodes.get(to).map(|n| n.addr))
+    else {
+        return Sent::Failed(format!("node {to} is not a member"), Vec::new());
+    };
+    let timeout = req.timeout();
+    match node
+        .endpoint
+        .request(addr, ALPN_AGENT, req.encode(), timeout)
+        .await
+    {
+        Err(e) => Sent::Unreachable(e.to_string()),
+        Ok(bytes) => match AgentReply::decode(&bytes) {
+            Ok(AgentReply::Done { log, .. }) => Sent::Done(log),
+            Ok(AgentReply::Error { message, log, .. }) => Sent::Failed(message, log),
+            Ok(other) => Sent::Failed(format!("unexpected reply {other:?}"), Vec::new()),
+            Err(e) => Sent::Failed(e.to_string(), Vec::new()),
+        },
+    }
+}
+
+/// Carries out one task; returns true when it should be tried again (a node did not answer).
+async fn carry_out(node: &Node, id: u64, resumed: bool, plan: TaskPlan) -> bool {
+    let (requests, work_node) = match plan {
+        TaskPlan::NotOurs => return false,
+        TaskPlan::Done(result) => {
+            if propose_task(node, TaskCommand::Start { id, node: None }).await {
+                finish(node, id, true, result).await;
+            }
+            return false;
+        }
+        TaskPlan::Fail(message) => {
+            if propose_task(node, TaskCommand::Start { id, node: None }).await {
+                finish(node, id, false, message).await;
+            }
+            return false;
+        }
+        TaskPlan::Remove { node: n, name } => (vec![(n.clone(), AgentRequest::Remove { name })], n),
+        TaskPlan::Ensure {
+            node: n,
+            server,
+            action,
+            force_after_secs,
+            remove_from,
+        } => {
+            let mut reqs: Vec<(String, AgentRequest)> = remove_from
+                .into_iter()
+                .map(|from| {
+                    (
+                        from,
+                        AgentRequest::Remove {
+                            name: server.name.clone(),
+                        },
+                    )
+                })
+                .collect();
+            reqs.push((
+                n.clone(),
+                AgentRequest::Ensure {
+                    server,
+                    action,
+                    force_after_secs,
+                },
+            ));
+            (reqs, n)
+        }
+    };
+    if !propose_task(
+        node,
+        TaskCommand::Start {
+            id,
+            node: Some(work_node),
+        },
+    )
+    .await
+    {
+        return false;
+    }
+    if resumed {
+        info!(task = id, "taking over a task of an earlier leader");
+    }
+    let steps = requests.len();
+    let mut log_lines = Vec::new();
+    for (i, (to, req)) in requests.into_iter().enumerate() {
+        let what = req.describe();
+        let base = (10 + 80 * i / steps) as u8;
+        if !progress(node, id, base, format!("{what}: sent to {to}")).await {
+            return false; // cancelled, or no longer leader
+        }
+        match send(node, &to, req).await {
+            Sent::Done(log) => log_lines.extend(log.into_iter().map(|l| (to.clone(), l))),
+            Sent::Failed(message, log) => {
+                for l in log {
+                    progress(node, id, base, format!("{to}: {l}")).await;
+                }
+                finish(node, id, false, format!("{what} on {to} failed: {message}")).await;
+                return false;
+            }
+            Sent::Unreachable(e) => {
+                progress(
+                    node,
+                    id,
+                    base,
+                    format!("{to} did not answer ({e}); will retry"),
+                )
+                .await;
+                return true;
+            }
+        }
+    }
+    let n = log_lines.len().max(1);
+    for (i, (to, l)) in log_lines.into_iter().enumerate() {
+        progress(
+            node,
+            id,
+            (10 + 80 * (i + 1) / n) as u8,
+            format!("{to}: {l}"),
+        )
+        .await;
+    }
+    finish(node, id, true, "done".into()).await;
+    false
+}
+
+fn run_drift(
+    node: &Arc<Node>,
+    m: &mut Memory,
+    state: &ClusterState,
+    tasks: &HashMap<String, ServerTasks>,
+) {
+    let (actions, _) = plan_drift(state, &m.reports, tasks, &is_shared_pool);
+    for action in actions {
+        let key = action.key();
+        let waiting = m
+            .failures
+            .lock()
+            .map(|f| f.get(&key).is_some_and(|(_, at)| Instant::now() < *at))
+            .unwrap_or(false);
+        if waiting || !claim(&m.in_flight, &key) {
+            continue;
+        }
+        let (node, in_flight, failures) = (node.clone(), m.in_flight.clone(), m.failures.clone());
+        m.work.spawn(async move {
+            let (to, req) = match action {
+                DriftAction::Ensure { node, server } => (
+                    node,
+                    AgentRequest::Ensure {
+                        server,
+                        action: None,
+                        force_after_secs: SHUTDOWN_FORCE_AFTER_SECS,
+                    },
+                ),
+                DriftAction::Remove { node, name } => (node, AgentRequest::Remove { name }),
+            };
+            let what = req.describe();
+            let failed = match send(&node, &to, req).await {
+                Sent::Done(log) => {
+                    if !log.is_empty() {
+                        info!(node = %to, steps = ?log, "converged: {what}");
+                    }
+                    None
+                }
+                Sent::Failed(e, _) | Sent::Unreachable(e) => Some(e),
+            };
+            if let Ok(mut f) = failures.lock() {
+                match failed {
+                    None => {
+                        f.remove(&key);
+                    }
+                    Some(e) => {
+                        let n = f.get(&key).map(|(n, _)| n + 1).unwrap_or(1);
+                        warn!(node = %to, error = %e, retry_in = ?backoff(n), "could not {what}");
+                        f.insert(key.clone(), (n, Instant::now() + backoff(n)));
+                    }
+                }
+            }
+            release(&in_flight, &key);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_cluster::agentproto::{DomainPower, DomainReport};
+    use skiff_cluster::state::tasks::open_task;
+    use skiff_cluster::state::ServerSpec;
+
+    fn server(name: &str, node: &str, desired: PowerState, generation: u64) -> ServerRecord {
+        ServerRecord {
+            name: name.into(),
+            owner: "alice".into(),
+            spec: ServerSpec {
+                memory_mib: 512,
+                vcpus: 1,
+                disks: Vec::new(),
+                nics: Vec::new(),
+                boot_order: Vec::new(),
+                autostart: false,
+                lock_to_node: None,
+                ha: false,
+                iso: None,
+            },
+            node: Some(node.into()),
+            desired,
+            created_at: 1,
+            generation,
+        }
+    }
+
+    fn state_with(servers: &[ServerRecord]) -> ClusterState {
+        let mut s = ClusterState::default();
+        for srv in servers {
+            s.servers.insert(srv.name.clone(), srv.clone());
+        }
+        s
+    }
+
+    fn report(node: &str, domains: &[(&str, DomainPower, u64)]) -> NodeReport {
+        NodeReport::Report(AgentReport {
+            node: node.into(),
+            agent_generation: 1,
+            hypervisor: "fake".into(),
+            domains: domains
+                .iter()
+                .map(|(n, p, g)| DomainReport {
+                    name: (*n).into(),
+                    power: *p,
+                    generation: *g,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn drift_ensures_what_differs_and_removes_orphans() {
+        let state = state_with(&[
+            server("ok", "n1", PowerState::Running, 2),
+            server("missing", "n1", PowerState::Running, 1),
+            server("old", "n1", PowerState::Running, 3),
+            server("off", "n1", PowerState::Stopped, 1),
+            server("dead", "n2", PowerState::Running, 1),
+        ]);
+        let mut reports = BTreeMap::new();
+        reports.insert(
+            "n1".to_string(),
+            report(
+                "n1",
+                &[
+                    ("ok", DomainPower::Running, 2),
+                    ("old", DomainPower::Running, 2),
+                    ("off", DomainPower::Running, 1),
+                    ("stray", DomainPower::Running, 1),
+                ],
+            ),
+        );
+        reports.insert("n2".to_string(), NodeReport::Dead);
+        let (actions, view) = plan_drift(&state, &reports, &HashMap::new(), &is_shared_pool);
+        let keys: Vec<String> = actions.iter().map(DriftAction::key).collect();
+        assert_eq!(keys, ["missing@n1", "off@n1", "old@n1", "stray@n1"]);
+        assert!(matches!(actions[3], DriftAction::Remove { .. }));
+        let conv: BTreeMap<&str, Convergence> = view
+            .iter()
+            .map(|a| (a.name.as_str(), a.convergence))
+            .collect();
+        assert_eq!(conv["ok"], Convergence::InSync);
+        assert_eq!(conv["missing"], Convergence::Converging);
+        assert_eq!(conv["dead"], Convergence::NodeDead);
+    }
+
+    #[test]
+    fn drift_leaves_servers_with_tasks_alone() {
+        let mut state = state_with(&[
+            server("busy", "n1", PowerState::Running, 1),
+            server("paused", "n1", PowerState::Running, 1),
+        ]);
+        open_task(
+            &mut state,
+            "alice",
+            "server.start",
+            "busy",
+            Some("n1".into()),
+            1,
+        );
+        let id = open_task(&mut state, "alice", "server.start", "paused", None, 1);
+        state.tasks.get_mut(&id).unwrap().state = TaskState::Cancelled;
+        let mut reports = BTreeMap::new();
+        reports.insert("n1".to_string(), report("n1", &[]));
+        let tasks = server_tasks(&state);
+        let (actions, view) = plan_drift(&state, &reports, &tasks, &is_shared_pool);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(view[0].convergence, Convergence::TaskOpen);
+        assert_eq!(view[1].convergence, Convergence::Paused);
+        // A newer finished task lifts the pause.
+        let later = open_task(&mut state, "alice", "server.stop", "paused", None, 2);
+        state.tasks.get_mut(&later).unwrap().state = TaskState::Succeeded;
+        let (actions, _) = plan_drift(&state, &reports, &server_tasks(&state), &is_shared_pool);
+        assert_eq!(actions.len(), 1);
+    }
+
+    #[test]
+    fn tasks_map_to_agent_requests() {
+        let mut state = state_with(&[server("web", "n2", PowerState::Running, 4)]);
+        let mut t = |kind: &str, target: &str, node: Option<&str>| {
+            let id = open_task(&mut state, "alice", kind, target, node.map(String::from), 1);
+            (state.tasks[&id].clone(), state.clone())
+        };
+        let (task, st) = t("server.reboot", "web", Some("n2"));
+        match plan_task(&task, &st, &["n1".into(), "n2".into()]) {
+            TaskPlan::Ensure {
+                node,
+                action,
+                remove_from,
+                server,
+                ..
+            } => {
+                assert_eq!(node, "n2");
+                assert_eq!(action, Some(PowerAction::Reboot));
+                assert_eq!(remove_from, vec!["n1".to_string()]);
+                assert_eq!(server.generation, 4);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (task, st) = t("server.destroy", "web", Some("n2"));
+        assert!(matches!(
+            plan_task(&task, &st, &[]),
+            TaskPlan::Ensure {
+                action: Some(PowerAction::ForceStop),
+                ..
+            }
+        ));
+        let (task, st) = t("server.start", "gone", Some("n2"));
+        assert!(matches!(plan_task(&task, &st, &[]), TaskPlan::Fail(_)));
+        let (task, st) = t("server.remove", "gone", Some("n3"));
+        assert_eq!(
+            plan_task(&task, &st, &[]),
+            TaskPlan::Remove {
+                node: "n3".into(),
+                name: "gone".into()
+            }
+        );
+        let (task, st) = t("image.clone", "disk", Some("n3"));
+        assert_eq!(plan_task(&task, &st, &[]), TaskPlan::NotOurs);
+    }
+
+    #[test]
+    fn ha_restarts_only_shared_disk_ha_servers() {
+        let shared = |pool: Option<&str>| DiskSpec {
+            image: None,
+            size_gib: 1,
+            pool: pool.map(String::from),
+        };
+        let mut s = server("db", "n1", PowerState::Running, 1);
+        assert_eq!(ha_decision(&s, true, &is_shared_pool), HaDecision::Stay);
+        assert!(matches!(
+            ha_decision(&s, false, &is_shared_pool),
+            HaDecision::NotEligible(_)
+        ));
+        s.spec.ha = true;
+        s.spec.disks = vec![shared(Some("0")), shared(Some("12"))];
+        assert_eq!(
+            ha_decision(&s, false, &is_shared_pool),
+            HaDecision::RestartElsewhere
+        );
+        s.spec.disks.push(shared(None));
+        s.spec.disks.push(shared(Some("fast-nvme")));
+        assert_eq!(
+            ha_decision(&s, false, &is_shared_pool),
+            HaDecision::NotEligible("disk(s) 2, 3 are not on shared storage".into())
+        );
+        s.spec.disks.truncate(2);
+        s.spec.lock_to_node = Some("n1".into());
+        assert!(matches!(
+            ha_decision(&s, false, &is_shared_pool),
+            HaDecision::NotEligible(_)
+        ));
+        s.spec.lock_to_node = None;
+        s.desired = PowerState::Stopped;
+        assert_eq!(ha_decision(&s, false, &is_shared_pool), HaDecision::Stay);
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(4));
+        assert_eq!(backoff(50), MAX_BACKOFF);
+    }
+}

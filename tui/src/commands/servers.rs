@@ -1,0 +1,560 @@
+//! `skiff server ...`, `skiff maintenance NODE on|off` and `skiff evacuate NODE`: servers and
+//! where they may go.
+
+use std::io::Write;
+
+use clap::{Subcommand, ValueEnum};
+use skiff_cluster::api::client::ApiClient;
+use skiff_cluster::api::servers::{
+    CreateServerRequest, ServerActionRequest, ServerView, TaskAccepted,
+};
+use skiff_cluster::state::servers::{DiskSpec, PowerState};
+
+use crate::cli::OutputFormat;
+use crate::output;
+use crate::CliError;
+
+/// The top-level commands this module adds (flattened into `skiff`'s own).
+#[derive(Debug, Subcommand, PartialEq)]
+pub enum ServersCli {
+    /// Create, list and operate servers (virtual machines).
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Put a node in maintenance (nothing new is placed on it) or take it out (admin).
+    Maintenance {
+        /// Name of the node.
+        node: String,
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    /// Move every server off a node, chosen by the scheduler, and put it in maintenance (admin).
+    Evacuate {
+        /// Name of the node.
+        node: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Subcommand, PartialEq)]
+pub enum ServerCommand {
+    /// Create a server; the scheduler chooses its node unless --node is given.
+    Create {
+        /// Name of the server (a-z, 0-9, '-').
+        name: String,
+        /// Memory in MiB.
+        #[arg(long, value_name = "MIB")]
+        memory: u64,
+        #[arg(long, value_name = "N")]
+        vcpus: u32,
+        /// Master image the first disk is a child of.
+        #[arg(long)]
+        image: Option<String>,
+        /// Size of the first disk in GiB (default 10 with --image).
+        #[arg(long, value_name = "GIB")]
+        disk_gib: Option<u64>,
+        /// Storage pool of the first disk (default: the node's local pool).
+        #[arg(long)]
+        pool: Option<String>,
+        /// Place it on this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only ever place it on this node (also when moving or evacuating).
+        #[arg(long, value_name = "NODE")]
+        lock_to_node: Option<String>,
+        /// Start it when its node starts.
+        #[arg(long)]
+        autostart: bool,
+        /// Restart it elsewhere when its node dies (needs shared storage).
+        #[arg(long)]
+        ha: bool,
+        /// Start it once created.
+        #[arg(long)]
+        start: bool,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// List the servers you may see (all of them for admins).
+    #[command(visible_alias = "ls")]
+    List {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Show one server.
+    Show {
+        name: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Start a server.
+    Start { name: String },
+    /// Shut a server down (ACPI), forcing it off after a timeout.
+    Shutdown {
+        name: String,
+        /// Seconds to wait before forcing it off (default 60).
+        #[arg(long, value_name = "SECS")]
+        force_after: Option<u64>,
+    },
+    /// Force a server off.
+    Destroy { name: String },
+    /// Pause a server in memory.
+    Suspend { name: String },
+    /// Resume a suspended server.
+    Resume { name: String },
+    /// Reboot a running server.
+    Reboot { name: String },
+    /// Move a server to another node (the scheduler chooses unless --to is given).
+    Move {
+        name: String,
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+    },
+    /// Attach a new disk.
+    AttachDisk {
+        name: String,
+        #[arg(long, value_name = "GIB")]
+        size_gib: u64,
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Detach the disk at INDEX (see `skiff server show`).
+    DetachDisk { name: String, index: usize },
+    /// Put an ISO image in the CD-ROM drive.
+    MountIso { name: String, iso: String },
+    /// Empty the CD-ROM drive.
+    UnmountIso { name: String },
+    /// Remove a server and its disks.
+    #[command(visible_alias = "rm")]
+    Remove { name: String },
+}
+
+/// Columns of `skiff server list`.
+pub const SERVER_COLUMNS: [&str; 7] = ["NAME", "OWNER", "NODE", "DESIRED", "VCPUS", "MEM", "DISK"];
+
+fn desired(p: PowerState) -> &'static str {
+    match p {
+        PowerState::Running => "running",
+        PowerState::Stopped => "stopped",
+        PowerState::Suspended => "suspended",
+    }
+}
+
+fn disk_gib(s: &ServerView) -> u64 {
+    s.spec.disks.iter().map(|d| d.size_gib).sum()
+}
+
+/// `skiff server list` as a table, sorted by name.
+pub fn servers_table(servers: &[ServerView]) -> String {
+    let mut sorted: Vec<&ServerView> = servers.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let rows: Vec<Vec<String>> = sorted
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.owner.clone(),
+                s.node.clone().unwrap_or_else(|| "-".into()),
+                desired(s.desired).into(),
+                s.spec.vcpus.to_string(),
+                format!("{} MiB", s.spec.memory_mib),
+                format!("{} GiB", disk_gib(s)),
+            ]
+        })
+        .collect();
+    output::table(&SERVER_COLUMNS, &rows)
+}
+
+/// `skiff server show` for people: one field a line.
+pub fn server_text(s: &ServerView) -> String {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let mut rows = vec![
+        vec!["NAME".to_owned(), s.name.clone()],
+        vec!["OWNER".to_owned(), s.owner.clone()],
+        vec!["NODE".to_owned(), opt(&s.node)],
+        vec!["DESIRED".to_owned(), desired(s.desired).into()],
+        vec!["VCPUS".to_owned(), s.spec.vcpus.to_string()],
+        vec!["MEMORY".to_owned(), format!("{} MiB", s.spec.memory_mib)],
+        vec!["LOCKED TO".to_owned(), opt(&s.spec.lock_to_node)],
+        vec!["AUTOSTART".to_owned(), yes_no(s.spec.autostart).into()],
+        vec!["HA".to_owned(), yes_no(s.spec.ha).into()],
+        vec!["ISO".to_owned(), opt(&s.spec.iso)],
+        vec!["CREATED".to_owned(), output::format_unix_utc(s.created_at)],
+        vec!["GENERATION".to_owned(), s.generation.to_string()],
+    ];
+    for (i, d) in s.spec.disks.iter().enumerate() {
+        rows.push(vec![
+            format!("DISK {i}"),
+            format!(
+                "{} GiB, pool {}, image {}",
+                d.size_gib,
+                opt(&d.pool),
+                opt(&d.image)
+            ),
+        ]);
+    }
+    let mut out = String::new();
+    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    for r in rows {
+        out.push_str(&format!("{:width$}  {}\n", r[0], r[1]));
+    }
+    out
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn task_line(what: &str, name: &str, t: &TaskAccepted) -> String {
+    match &t.node {
+        Some(n) => format!("{what} {name}: task {} queued (node {n})\n", t.task_id),
+        None => format!("{what} {name}: task {} queued\n", t.task_id),
+    }
+}
+
+/// Runs one of this module's commands.
+pub async fn run(
+    cmd: ServersCli,
+    client: &ApiClient,
+    out: &mut dyn Write,
+    _err: &mut dyn Write,
+) -> Result<(), CliError> {
+    match cmd {
+        ServersCli::Server(c) => run_server(c, client, out).await,
+        ServersCli::Maintenance { node, state } => {
+            let v = client.set_maintenance(&node, state == OnOff::On).await?;
+            writeln!(
+                out,
+                "node {}: maintenance {}",
+                v.node,
+                if v.maintenance { "on" } else { "off" }
+            )?;
+            Ok(())
+        }
+        ServersCli::Evacuate { node, output } => {
+            let v = client.evacuate(&node).await?;
+            match output {
+                OutputFormat::Json => out.write_all(output::json(&v).as_bytes())?,
+                OutputFormat::Table => {
+                    writeln!(out, "node {}: maintenance on", v.node)?;
+                    if v.moves.is_empty() {
+                        writeln!(out, "no servers to move")?;
+                    } else {
+                        let rows: Vec<Vec<String>> = v
+                            .moves
+                            .iter()
+                            .map(|m| vec![m.server.clone(), m.to.clone(), m.task_id.to_string()])
+                            .collect();
+                        out.write_all(output::table(&["SERVER", "TO", "TASK"], &rows).as_bytes())?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_server(
+    cmd: ServerCommand,
+    client: &ApiClient,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let simple =
+        |action: &'static str, name: String| (action, name, ServerActionRequest::default());
+    let (action, name, body) = match cmd {
+        ServerCommand::Create {
+            name,
+            memory,
+            vcpus,
+            image,
+            disk_gib,
+            pool,
+            node,
+            lock_to_node,
+            autostart,
+            ha,
+            start,
+            output,
+        } => {
+            let disks = if image.is_some() || disk_gib.is_some() || pool.is_some() {
+                vec![DiskSpec {
+                    image,
+                    size_gib: disk_gib.unwrap_or(10),
+                    pool,
+                }]
+            } else {
+                Vec::new()
+            };
+            let req = CreateServerRequest {
+                name: name.clone(),
+                memory_mib: memory,
+                vcpus,
+                disks,
+                nics: Vec::new(),
+                boot_order: Vec::new(),
+                autostart,
+                lock_to_node,
+                node,
+                ha,
+                iso: None,
+                start,
+            };
+            let t = client.create_server(&req).await?;
+            match output {
+                OutputFormat::Json => out.write_all(output::json(&t).as_bytes())?,
+                OutputFormat::Table => out.write_all(task_line("create", &name, &t).as_bytes())?,
+            }
+            return Ok(());
+        }
+        ServerCommand::List { output } => {
+            let list = client.servers().await?;
+            out.write_all(
+                match output {
+                    OutputFormat::Table => servers_table(&list),
+                    OutputFormat::Json => output::json(&list),
+                }
+                .as_bytes(),
+            )?;
+            return Ok(());
+        }
+        ServerCommand::Show { name, output } => {
+            let s = client.server(&name).await?;
+            out.write_all(
+                match output {
+                    OutputFormat::Table => server_text(&s),
+                    OutputFormat::Json => output::json(&s),
+                }
+                .as_bytes(),
+            )?;
+            return Ok(());
+        }
+        ServerCommand::Remove { name } => {
+            let t = client.remove_server(&name).await?;
+            out.write_all(task_line("remove", &name, &t).as_bytes())?;
+            return Ok(());
+        }
+        ServerCommand::Start { name } => simple("start", name),
+        ServerCommand::Destroy { name } => simple("destroy", name),
+        ServerCommand::Suspend { name } => simple("suspend", name),
+        ServerCommand::Resume { name } => simple("resume", name),
+        ServerCommand::Reboot { name } => simple("reboot", name),
+        ServerCommand::UnmountIso { name } => simple("unmount_iso", name),
+        ServerCommand::Shutdown { name, force_after } => (
+            "shutdown",
+            name,
+            ServerActionRequest {
+                force_after_secs: force_after,
+                ..Default::default()
+            },
+        ),
+        ServerCommand::Move { name, to } => (
+            "move",
+            name,
+            ServerActionRequest {
+                to,
+                ..Default::default()
+            },
+        ),
+        ServerCommand::AttachDisk {
+            name,
+            size_gib,
+            image,
+            pool,
+        } => (
+            "attach_disk",
+            name,
+            ServerActionRequest {
+                disk: Some(DiskSpec {
+                    image,
+                    size_gib,
+                    pool,
+                }),
+                ..Default::default()
+            },
+        ),
+        ServerCommand::DetachDisk { name, index } => (
+            "detach_disk",
+            name,
+            ServerActionRequest {
+                index: Some(index),
+                ..Default::default()
+            },
+        ),
+        ServerCommand::MountIso { name, iso } => (
+            "mount_iso",
+            name,
+            ServerActionRequest {
+                iso: Some(iso),
+                ..Default::default()
+            },
+        ),
+    };
+    let t = client.server_action(&name, action, &body).await?;
+    out.write_all(task_line(&action.replace('_', "-"), &name, &t).as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use skiff_cluster::state::ServerSpec;
+
+    fn parse(args: &[&str]) -> Result<Option<Command>, clap::Error> {
+        Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    fn servers(args: &[&str]) -> ServersCli {
+        match parse(args).unwrap() {
+            Some(Command::Servers(c)) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_grammar() {
+        let c = servers(&[
+            "server",
+            "create",
+            "web",
+            "--memory",
+            "512",
+            "--vcpus",
+            "1",
+            "--image",
+            "debian",
+            "--node",
+            "n2",
+            "--autostart",
+            "--ha",
+        ]);
+        let ServersCli::Server(ServerCommand::Create {
+            name,
+            memory,
+            vcpus,
+            image,
+            node,
+            autostart,
+            ha,
+            disk_gib,
+            output,
+            ..
+        }) = c
+        else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            (
+                name.as_str(),
+                memory,
+                vcpus,
+                image.as_deref(),
+                node.as_deref()
+            ),
+            ("web", 512, 1, Some("debian"), Some("n2"))
+        );
+        assert!(autostart && ha && disk_gib.is_none());
+        assert_eq!(output, OutputFormat::Table);
+        assert!(parse(&["server", "create", "web", "--vcpus", "1"]).is_err());
+        assert!(parse(&["server", "create", "web", "--memory", "x", "--vcpus", "1"]).is_err());
+    }
+
+    #[test]
+    fn other_commands() {
+        let cases: Vec<(&[&str], ServersCli)> = vec![
+            (
+                &["server", "ls", "-o", "json"],
+                ServersCli::Server(ServerCommand::List {
+                    output: OutputFormat::Json,
+                }),
+            ),
+            (
+                &["server", "move", "web", "--to", "n3"],
+                ServersCli::Server(ServerCommand::Move {
+                    name: "web".into(),
+                    to: Some("n3".into()),
+                }),
+            ),
+            (
+                &["server", "shutdown", "web", "--force-after", "5"],
+                ServersCli::Server(ServerCommand::Shutdown {
+                    name: "web".into(),
+                    force_after: Some(5),
+                }),
+            ),
+            (
+                &["server", "rm", "web"],
+                ServersCli::Server(ServerCommand::Remove { name: "web".into() }),
+            ),
+            (
+                &["maintenance", "n1", "on"],
+                ServersCli::Maintenance {
+                    node: "n1".into(),
+                    state: OnOff::On,
+                },
+            ),
+            (
+                &["evacuate", "n1"],
+                ServersCli::Evacuate {
+                    node: "n1".into(),
+                    output: OutputFormat::Table,
+                },
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(servers(args), want, "{args:?}");
+        }
+        assert!(parse(&["maintenance", "n1", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn table_and_text() {
+        let s = ServerView {
+            name: "web".into(),
+            owner: "alice".into(),
+            node: Some("n1".into()),
+            desired: PowerState::Running,
+            spec: ServerSpec {
+                memory_mib: 512,
+                vcpus: 2,
+                disks: vec![DiskSpec {
+                    image: Some("debian".into()),
+                    size_gib: 10,
+                    pool: None,
+                }],
+                nics: vec![],
+                boot_order: vec![],
+                autostart: false,
+                lock_to_node: None,
+                ha: false,
+                iso: None,
+            },
+            created_at: 0,
+            generation: 3,
+        };
+        assert_eq!(
+            servers_table(std::slice::from_ref(&s)),
+            "NAME  OWNER  NODE  DESIRED  VCPUS  MEM      DISK\n\
+             web   alice  n1    running  2      512 MiB  10 GiB\n"
+        );
+        let text = server_text(&s);
+        assert!(
+            text.contains("DISK 0      10 GiB, pool -, image debian\n"),
+            "{text}"
+        );
+        assert!(text.starts_with("NAME        web\n"), "{text}");
+    }
+}

@@ -1,0 +1,205 @@
+//! `skiff server ...`, `skiff maintenance` and `skiff evacuate` end to end against a fake node:
+//! what reaches the API, what is printed, and exit statuses.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use skiff_cluster::api::servers::{
+    CreateServerRequest, EvacuationMove, EvacuationView, MaintenanceRequest, MaintenanceView,
+    ServerActionRequest, ServerView, TaskAccepted,
+};
+use skiff_cluster::api::ApiError;
+use skiff_cluster::state::servers::{DiskSpec, PowerState};
+use skiff_cluster::state::ServerSpec;
+use support::{FakeNode, Handler, Pki, Reply, Request};
+
+fn web() -> ServerView {
+    ServerView {
+        name: "web".into(),
+        owner: "alice".into(),
+        node: Some("n1".into()),
+        desired: PowerState::Stopped,
+        spec: ServerSpec {
+            memory_mib: 512,
+            vcpus: 1,
+            disks: vec![DiskSpec {
+                image: Some("debian".into()),
+                size_gib: 10,
+                pool: None,
+            }],
+            nics: vec![],
+            boot_order: vec![],
+            autostart: true,
+            lock_to_node: None,
+            ha: false,
+            iso: None,
+        },
+        created_at: 0,
+        generation: 1,
+    }
+}
+
+fn leader() -> Handler {
+    Arc::new(|req: &Request| {
+        let task = |id| {
+            Reply::json(
+                202,
+                &TaskAccepted {
+                    task_id: id,
+                    node: Some("n1".into()),
+                },
+            )
+        };
+        match (req.method.as_str(), req.path.as_str()) {
+            ("POST", "/api/v1/servers") => {
+                let body: CreateServerRequest = serde_json::from_slice(&req.body).unwrap();
+                if body.name == "big" {
+                    return Reply::json(
+                        409,
+                        &ApiError::new(
+                            "no_placement",
+                            "no node can take the server: n1: in maintenance",
+                        ),
+                    );
+                }
+                assert_eq!(body.disks.len(), 1, "{body:?}");
+                assert_eq!(body.disks[0].size_gib, 10);
+                assert!(body.autostart);
+                task(7)
+            }
+            ("GET", "/api/v1/servers") => Reply::json(200, &vec![web()]),
+            ("GET", "/api/v1/servers/web") => Reply::json(200, &web()),
+            ("POST", "/api/v1/servers/web/move") => {
+                let body: ServerActionRequest = serde_json::from_slice(&req.body).unwrap();
+                assert_eq!(body.to.as_deref(), Some("n2"));
+                task(9)
+            }
+            ("POST", "/api/v1/servers/web/start") => task(8),
+            ("DELETE", "/api/v1/servers/web") => task(10),
+            ("POST", "/api/v1/nodes/n1/maintenance") => {
+                let body: MaintenanceRequest = serde_json::from_slice(&req.body).unwrap();
+                Reply::json(
+                    200,
+                    &MaintenanceView {
+                        node: "n1".into(),
+                        maintenance: body.on,
+                    },
+                )
+            }
+            ("POST", "/api/v1/nodes/n1/evacuate") => Reply::json(
+                202,
+                &EvacuationView {
+                    node: "n1".into(),
+                    moves: vec![EvacuationMove {
+                        server: "web".into(),
+                        to: "n2".into(),
+                        task_id: 11,
+                    }],
+                },
+            ),
+            _ => Reply::json(404, &ApiError::new("not_found", "no server named \"x\"")),
+        }
+    })
+}
+
+fn skiff(home: &Path, cred: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .env_remove("SKIFF_CRED")
+        .env("HOME", home)
+        .arg("--cred")
+        .arg(cred)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn server_commands_print_tasks_tables_and_exit_codes() {
+    let pki = Pki::new();
+    let lead = FakeNode::start(&pki, leader());
+    let dir = tempfile::tempdir().unwrap();
+    let cred = dir.path().join("credential");
+    std::fs::write(&cred, pki.credential_toml(&[lead.addr()])).unwrap();
+    let run = |args: &[&str]| skiff(dir.path(), &cred, args);
+
+    let cases: Vec<(&[&str], i32, &str)> = vec![
+        (
+            &[
+                "server",
+                "create",
+                "web",
+                "--memory",
+                "512",
+                "--vcpus",
+                "1",
+                "--image",
+                "debian",
+                "--autostart",
+            ],
+            0,
+            "create web: task 7 queued (node n1)\n",
+        ),
+        (&["server", "start", "web"], 0, "start web: task 8 queued (node n1)\n"),
+        (
+            &["server", "move", "web", "--to", "n2"],
+            0,
+            "move web: task 9 queued (node n1)\n",
+        ),
+        (&["server", "rm", "web"], 0, "remove web: task 10 queued (node n1)\n"),
+        (
+            &["server", "list"],
+            0,
+            "NAME  OWNER  NODE  DESIRED  VCPUS  MEM      DISK\nweb   alice  n1    stopped  1      512 MiB  10 GiB\n",
+        ),
+        (&["maintenance", "n1", "on"], 0, "node n1: maintenance on\n"),
+        (
+            &["evacuate", "n1"],
+            0,
+            "node n1: maintenance on\nSERVER  TO  TASK\nweb     n2  11\n",
+        ),
+        (&["server", "show", "x"], 1, ""),
+    ];
+    for (args, code, stdout) in cases {
+        let out = run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), stdout, "{args:?}");
+    }
+
+    let out = run(&[
+        "server",
+        "create",
+        "big",
+        "--memory",
+        "512",
+        "--vcpus",
+        "1",
+        "--disk-gib",
+        "10",
+        "--autostart",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: no node can take the server: n1: in maintenance\n"
+    );
+
+    let out = run(&["server", "list", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let list: Vec<ServerView> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list, vec![web()]);
+
+    let out = run(&["server", "create", "web", "--vcpus", "1"]);
+    assert_eq!(out.status.code(), Some(2), "usage error");
+}
