@@ -219,6 +219,18 @@ impl Node {
         self.replica.as_ref().map(|r| r.state.read())
     }
 
+    /// The desired state as of this call, for linearizable reads: confirms leadership with a
+    /// quorum (read-index) and waits until every write committed before the call is applied.
+    /// `None` when leadership cannot be confirmed in time.
+    pub async fn read_state(&self) -> Option<ClusterState> {
+        let r = self.replica.as_ref()?;
+        let limit = Duration::from_millis(self.config.raft.election_max_ms);
+        match tokio::time::timeout(limit, r.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Some(r.state.read()),
+            _ => None,
+        }
+    }
+
     /// Whether this node runs leader services now, and for which term.
     pub fn serving_term(&self) -> Option<u64> {
         self.leader.as_ref().and_then(|l| l.active_term())

@@ -472,3 +472,55 @@ async fn promote_and_demote_change_the_voter_set() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_the_loss_of_the_leader() {
+    use skiff_cluster::state::{Quotas, UserRole};
+    let mut c = TestCluster::start(ClusterSpec::new(3, 3)).await;
+    let old = c.wait_single_leader(LIMIT).await;
+    let client = c.client();
+    // Writes acknowledged one by one, then a burst of concurrent ones.
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let name = format!("u{i}");
+        client
+            .add_user(&name, UserRole::User, Quotas::default())
+            .await
+            .unwrap();
+        acknowledged.push(name);
+    }
+    let burst = futures::future::join_all((5..25).map(|i| {
+        let client = c.client();
+        async move {
+            let name = format!("u{i}");
+            client
+                .add_user(&name, UserRole::User, Quotas::default())
+                .await
+                .map(|_| name)
+        }
+    }))
+    .await;
+    acknowledged.extend(burst.into_iter().filter_map(Result::ok));
+    assert!(
+        acknowledged.len() >= 20,
+        "most writes are acknowledged: {acknowledged:?}"
+    );
+    // The leader dies right after acknowledging.
+    c.kill(old).await;
+    wait_until(LIMIT, "a new leader", || async {
+        c.serving().len() == 1 && c.serving()[0] != old
+    })
+    .await;
+    let users: HashSet<String> = c
+        .client()
+        .users()
+        .await
+        .expect("read from the new leader")
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    for name in &acknowledged {
+        assert!(users.contains(name), "acknowledged write {name} was lost");
+    }
+    c.shutdown().await;
+}

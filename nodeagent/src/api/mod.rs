@@ -205,9 +205,15 @@ fn router(node: Arc<Node>) -> Router {
 /// Sends the request to the leader unless this node runs leader services.
 pub(crate) async fn leader_gate(node: &Node, uri: &Uri) -> Result<ClusterState, Response> {
     if node.serving_term().is_some() {
-        if let Some(state) = node.state() {
+        if let Some(state) = node.read_state().await {
             return Ok(state);
         }
+        return Err(Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NO_LEADER,
+            "this node could not confirm its leadership with a quorum; retry in a moment",
+        )
+        .into_response());
     }
     match node.leader_hint().await {
         Some(h) if h.addr != node.config.advertise_addr() => {
