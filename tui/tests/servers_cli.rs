@@ -11,6 +11,7 @@ use skiff_cluster::api::servers::{
     CreateServerRequest, EvacuationMove, EvacuationView, MaintenanceRequest, MaintenanceView,
     ServerActionRequest, ServerView, TaskAccepted,
 };
+use skiff_cluster::api::tasks::{TaskRecord, TaskState};
 use skiff_cluster::api::ApiError;
 use skiff_cluster::state::servers::{DiskSpec, PowerState};
 use skiff_cluster::state::ServerSpec;
@@ -42,8 +43,26 @@ fn web() -> ServerView {
     }
 }
 
+fn task_record(id: u64, state: TaskState, progress: u8, log: &[&str], result: &str) -> TaskRecord {
+    TaskRecord {
+        id,
+        owner: "alice".into(),
+        kind: "server.start".into(),
+        target: "web".into(),
+        node: Some("n1".into()),
+        state,
+        progress,
+        log: log.iter().map(|l| l.to_string()).collect(),
+        result: (!result.is_empty()).then(|| result.to_string()),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
 fn leader() -> Handler {
-    Arc::new(|req: &Request| {
+    // Task 8 runs on the first ask and has succeeded on the next.
+    let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Arc::new(move |req: &Request| {
         let task = |id| {
             Reply::json(
                 202,
@@ -79,6 +98,36 @@ fn leader() -> Handler {
             }
             ("POST", "/api/v1/servers/web/start") => task(8),
             ("DELETE", "/api/v1/servers/web") => task(10),
+            ("GET", "/api/v1/tasks/8") => {
+                if polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    Reply::json(
+                        200,
+                        &task_record(8, TaskState::Running, 50, &["started on n1"], ""),
+                    )
+                } else {
+                    Reply::json(
+                        200,
+                        &task_record(
+                            8,
+                            TaskState::Succeeded,
+                            100,
+                            &["started on n1", "running"],
+                            "web is running",
+                        ),
+                    )
+                }
+            }
+            ("GET", "/api/v1/tasks/7") => Reply::json(
+                200,
+                &task_record(7, TaskState::Succeeded, 100, &["defined"], "created"),
+            ),
+            ("GET", "/api/v1/tasks/9") => Reply::json(
+                200,
+                &task_record(9, TaskState::Failed, 30, &["n2: no room"], "n2 refused"),
+            ),
+            ("GET", "/api/v1/tasks/10") => {
+                Reply::json(200, &task_record(10, TaskState::Cancelled, 0, &[], ""))
+            }
             ("POST", "/api/v1/nodes/n1/maintenance") => {
                 let body: MaintenanceRequest = serde_json::from_slice(&req.body).unwrap();
                 Reply::json(
@@ -202,4 +251,60 @@ fn server_commands_print_tasks_tables_and_exit_codes() {
 
     let out = run(&["server", "create", "web", "--vcpus", "1"]);
     assert_eq!(out.status.code(), Some(2), "usage error");
+}
+
+#[test]
+fn wait_follows_the_task_and_sets_the_exit_status() {
+    let pki = Pki::new();
+    let lead = FakeNode::start(&pki, leader());
+    let dir = tempfile::tempdir().unwrap();
+    let cred = dir.path().join("credential");
+    std::fs::write(&cred, pki.credential_toml(&[lead.addr()])).unwrap();
+    let run = |args: &[&str]| skiff(dir.path(), &cred, args);
+
+    let out = run(&["server", "start", "web", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "start web: task 8 queued (node n1)\ntask 8 succeeded: web is running\n"
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "task 8: started on n1\ntask 8 running 50%\ntask 8: running\ntask 8 succeeded 100%\n"
+    );
+
+    // With -o json, stdout is only the JSON answer.
+    let out = run(&[
+        "server",
+        "create",
+        "web",
+        "--memory",
+        "512",
+        "--vcpus",
+        "1",
+        "--image",
+        "debian",
+        "--autostart",
+        "-o",
+        "json",
+        "--wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let accepted: TaskAccepted = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(accepted.task_id, 7);
+    assert!(text(&out.stderr).ends_with("task 7 succeeded: created\n"));
+
+    let out = run(&["server", "move", "web", "--to", "n2", "--wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("task 9: n2: no room\n"), "{err}");
+    assert!(err.ends_with("error: task 9 failed: n2 refused\n"), "{err}");
+
+    let out = run(&["server", "rm", "web", "--wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).ends_with("error: task 10 cancelled: \n"),
+        "{}",
+        text(&out.stderr)
+    );
 }

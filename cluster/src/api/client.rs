@@ -362,7 +362,12 @@ impl ApiClient {
         }
     }
 
-    fn set_current(&self, addr: &str) {
+    /// The HTTP client (for calls that do not fit [`ApiClient::call`], like the event stream).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn set_current(&self, addr: &str) {
         let mut current = self
             .current
             .lock()
@@ -374,7 +379,7 @@ impl ApiClient {
 }
 
 /// The API error in a non-2xx body, or one made up from the status when the body is not one.
-fn parse_api_error(status: StatusCode, body: &[u8]) -> ApiError {
+pub(crate) fn parse_api_error(status: StatusCode, body: &[u8]) -> ApiError {
     if let Ok(err) = serde_json::from_slice::<ApiError>(body) {
         return err;
     }
@@ -391,7 +396,7 @@ fn parse_api_error(status: StatusCode, body: &[u8]) -> ApiError {
 }
 
 /// `HOST:PORT` of an absolute `https://HOST:PORT/...` URL (IPv6 hosts keep their brackets).
-fn address_of_url(location: &str) -> Option<String> {
+pub(crate) fn address_of_url(location: &str) -> Option<String> {
     let url = reqwest::Url::parse(location).ok()?;
     let host = url.host_str()?;
     let port = url.port_or_known_default()?;
@@ -413,7 +418,7 @@ fn encode_path_segment(segment: &str) -> String {
 
 /// The innermost causes of an error, which say what really happened ("Connection refused"),
 /// unlike reqwest's outer message ("error sending request for url").
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut messages: Vec<String> = Vec::new();
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = current {
@@ -440,7 +445,7 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-fn unreachable(endpoints: Vec<String>, failures: &[(String, String)]) -> ClientError {
+pub(crate) fn unreachable(endpoints: Vec<String>, failures: &[(String, String)]) -> ClientError {
     let detail = match failures {
         [] => "no endpoint answered".to_owned(),
         [(_, only), rest @ ..] if rest.iter().all(|(_, r)| r == only) => only.clone(),

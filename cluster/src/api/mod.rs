@@ -4,6 +4,7 @@
 //! Architecture invariant: the terminal front end talks to the cluster only through [`client::ApiClient`].
 
 pub mod client;
+pub mod events;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod fake_node;
 pub mod servers;

@@ -114,12 +114,29 @@ impl ApiClient {
     /// Polls the task until it reaches a final state (succeeded, failed or cancelled) and returns
     /// it; errors that say no leader is serving (an election) are waited out too.
     pub async fn wait_task(&self, id: u64, timeout: Duration) -> Result<TaskRecord, WaitError> {
+        self.wait_task_with(id, timeout, |_| {}).await
+    }
+
+    /// [`ApiClient::wait_task`] that also hands every answer (each poll's task, the final one
+    /// included) to `on_update`, e.g. to print progress and new log lines.
+    pub async fn wait_task_with(
+        &self,
+        id: u64,
+        timeout: Duration,
+        mut on_update: impl FnMut(&TaskRecord),
+    ) -> Result<TaskRecord, WaitError> {
         let start = Instant::now();
         let mut last_state = TaskState::Queued;
         loop {
             match self.task(id).await {
-                Ok(t) if t.state.is_final() => return Ok(t),
-                Ok(t) => last_state = t.state,
+                Ok(t) if t.state.is_final() => {
+                    on_update(&t);
+                    return Ok(t);
+                }
+                Ok(t) => {
+                    on_update(&t);
+                    last_state = t.state;
+                }
                 Err(e) if is_transient(&e) && start.elapsed() < timeout => {}
                 Err(e) => return Err(e.into()),
             }

@@ -192,8 +192,17 @@ fn router(node: Arc<Node>) -> Router {
         .merge(users::routes())
         .merge(servers::routes())
         .merge(tasks::routes())
+        .route("/api/v1/events", get(events::stream))
+        .merge(openapi::routes())
         .fallback(|| async {
             Failure::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+        })
+        .method_not_allowed_fallback(|| async {
+            Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
@@ -420,7 +429,9 @@ macro_rules! gate_as {
     }};
 }
 
+mod events;
 mod nodes;
+mod openapi;
 mod servers;
 mod tasks;
 mod users;
@@ -479,6 +490,7 @@ pub(crate) fn refused(outcome: CommandOutcome) -> Failure {
         CommandOutcome::Refused { code, message } => {
             let status = match code {
                 skiff_cluster::state::RefusalCode::NotFound => StatusCode::NOT_FOUND,
+                skiff_cluster::state::RefusalCode::Invalid => StatusCode::BAD_REQUEST,
                 _ => StatusCode::CONFLICT,
             };
             Failure(status, ApiError::new(refusal_code_name(code), message))

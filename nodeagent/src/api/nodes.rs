@@ -65,7 +65,7 @@ fn voters_and_leader(node: &Node) -> (BTreeSet<u64>, BTreeSet<u64>, Option<u64>,
     (voters, learners, m.current_leader, m.current_term)
 }
 
-async fn node_views(node: &Node, state: &ClusterState) -> Vec<NodeView> {
+pub(super) async fn node_views(node: &Node, state: &ClusterState) -> Vec<NodeView> {
     let gossip = node.gossip_nodes().await;
     let (voters, _, leader, _) = voters_and_leader(node);
     state

@@ -1,13 +1,15 @@
 //! `skiff server ...`, `skiff maintenance NODE on|off` and `skiff evacuate NODE`: servers and
 //! where they may go.
 
-use std::io::Write;
+use std::io::{self, Write};
+use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use skiff_cluster::api::client::ApiClient;
 use skiff_cluster::api::servers::{
     CreateServerRequest, ServerActionRequest, ServerView, TaskAccepted,
 };
+use skiff_cluster::api::tasks::{TaskRecord, TaskState, WaitError};
 use skiff_cluster::state::servers::{DiskSpec, PowerState};
 
 use crate::cli::OutputFormat;
@@ -78,6 +80,9 @@ pub enum ServerCommand {
         /// Start it once created.
         #[arg(long)]
         start: bool,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
@@ -94,27 +99,58 @@ pub enum ServerCommand {
         output: OutputFormat,
     },
     /// Start a server.
-    Start { name: String },
+    Start {
+        name: String,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Shut a server down (ACPI), forcing it off after a timeout.
     Shutdown {
         name: String,
         /// Seconds to wait before forcing it off (default 60).
         #[arg(long, value_name = "SECS")]
         force_after: Option<u64>,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
     },
     /// Force a server off.
-    Destroy { name: String },
+    Destroy {
+        name: String,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Pause a server in memory.
-    Suspend { name: String },
+    Suspend {
+        name: String,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Resume a suspended server.
-    Resume { name: String },
+    Resume {
+        name: String,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Reboot a running server.
-    Reboot { name: String },
+    Reboot {
+        name: String,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Move a server to another node (the scheduler chooses unless --to is given).
     Move {
         name: String,
         #[arg(long, value_name = "NODE")]
         to: Option<String>,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
     },
     /// Attach a new disk.
     AttachDisk {
@@ -134,7 +170,12 @@ pub enum ServerCommand {
     UnmountIso { name: String },
     /// Remove a server and its disks.
     #[command(visible_alias = "rm")]
-    Remove { name: String },
+    Remove {
+        name: String,
+        /// Follow the task to its end (progress on stderr): exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// Columns of `skiff server list`.
@@ -232,7 +273,7 @@ pub async fn run(
     _err: &mut dyn Write,
 ) -> Result<(), CliError> {
     match cmd {
-        ServersCli::Server(c) => run_server(c, client, out).await,
+        ServersCli::Server(c) => run_server(c, client, out, _err).await,
         ServersCli::Maintenance { node, state } => {
             let v = client.set_maintenance(&node, state == OnOff::On).await?;
             writeln!(
@@ -270,7 +311,9 @@ async fn run_server(
     cmd: ServerCommand,
     client: &ApiClient,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<(), CliError> {
+    let mut follow = false;
     let simple =
         |action: &'static str, name: String| (action, name, ServerActionRequest::default());
     let (action, name, body) = match cmd {
@@ -286,6 +329,7 @@ async fn run_server(
             autostart,
             ha,
             start,
+            wait,
             output,
         } => {
             let disks = if image.is_some() || disk_gib.is_some() || pool.is_some() {
@@ -316,7 +360,9 @@ async fn run_server(
                 OutputFormat::Json => out.write_all(output::json(&t).as_bytes())?,
                 OutputFormat::Table => out.write_all(task_line("create", &name, &t).as_bytes())?,
             }
-            return Ok(());
+            // With `-o json`, stdout stays one JSON document: the outcome goes to stderr.
+            let json = output == OutputFormat::Json;
+            return follow_task(wait, client, t.task_id, out, err, json).await;
         }
         ServerCommand::List { output } => {
             let list = client.servers().await?;
@@ -340,33 +386,58 @@ async fn run_server(
             )?;
             return Ok(());
         }
-        ServerCommand::Remove { name } => {
+        ServerCommand::Remove { name, wait } => {
             let t = client.remove_server(&name).await?;
             out.write_all(task_line("remove", &name, &t).as_bytes())?;
-            return Ok(());
+            return follow_task(wait, client, t.task_id, out, err, false).await;
         }
-        ServerCommand::Start { name } => simple("start", name),
-        ServerCommand::Destroy { name } => simple("destroy", name),
-        ServerCommand::Suspend { name } => simple("suspend", name),
-        ServerCommand::Resume { name } => simple("resume", name),
-        ServerCommand::Reboot { name } => simple("reboot", name),
+        ServerCommand::Start { name, wait } => {
+            follow = wait;
+            simple("start", name)
+        }
+        ServerCommand::Destroy { name, wait } => {
+            follow = wait;
+            simple("destroy", name)
+        }
+        ServerCommand::Suspend { name, wait } => {
+            follow = wait;
+            simple("suspend", name)
+        }
+        ServerCommand::Resume { name, wait } => {
+            follow = wait;
+            simple("resume", name)
+        }
+        ServerCommand::Reboot { name, wait } => {
+            follow = wait;
+            simple("reboot", name)
+        }
         ServerCommand::UnmountIso { name } => simple("unmount_iso", name),
-        ServerCommand::Shutdown { name, force_after } => (
-            "shutdown",
+        ServerCommand::Shutdown {
             name,
-            ServerActionRequest {
-                force_after_secs: force_after,
-                ..Default::default()
-            },
-        ),
-        ServerCommand::Move { name, to } => (
-            "move",
-            name,
-            ServerActionRequest {
-                to,
-                ..Default::default()
-            },
-        ),
+            force_after,
+            wait,
+        } => {
+            follow = wait;
+            (
+                "shutdown",
+                name,
+                ServerActionRequest {
+                    force_after_secs: force_after,
+                    ..Default::default()
+                },
+            )
+        }
+        ServerCommand::Move { name, to, wait } => {
+            follow = wait;
+            (
+                "move",
+                name,
+                ServerActionRequest {
+                    to,
+                    ..Default::default()
+                },
+            )
+        }
         ServerCommand::AttachDisk {
             name,
             size_gib,
@@ -403,7 +474,93 @@ async fn run_server(
     };
     let t = client.server_action(&name, action, &body).await?;
     out.write_all(task_line(&action.replace('_', "-"), &name, &t).as_bytes())?;
-    Ok(())
+    follow_task(follow, client, t.task_id, out, err, false).await
+}
+
+/// How long `--wait` follows a task at most.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(600);
+
+/// `--wait`: follows task `id` to its end with [`ApiClient::wait_task_with`], printing its
+/// progress and new log lines to `err` (and the outcome to `out`, or to `err` when
+/// `outcome_to_stderr`); succeeds only when the task succeeded (exit status 0),
+/// otherwise answers an error (exit status 1; 3 if the cluster cannot be reached).
+async fn follow_task(
+    wait: bool,
+    client: &ApiClient,
+    id: u64,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    outcome_to_stderr: bool,
+) -> Result<(), CliError> {
+    if !wait {
+        return Ok(());
+    }
+    let mut seen = Progress::default();
+    let waited = client
+        .wait_task_with(id, WAIT_LIMIT, |t| {
+            for line in seen.update(t) {
+                let _ = writeln!(err, "{line}");
+            }
+        })
+        .await;
+    let task = match waited {
+        Ok(t) => t,
+        Err(WaitError::Client(e)) => return Err(e.into()),
+        Err(e) => return Err(CliError::Io(io::Error::other(e.to_string()))),
+    };
+    let result = task.result.clone().unwrap_or_default();
+    match task.state {
+        TaskState::Succeeded => {
+            let dest: &mut dyn Write = if outcome_to_stderr { err } else { out };
+            writeln!(dest, "task {id} succeeded: {result}")?;
+            Ok(())
+        }
+        other => Err(CliError::Io(io::Error::other(format!(
+            "task {id} {}: {result}",
+            format!("{other:?}").to_lowercase()
+        )))),
+    }
+}
+
+/// What `--wait` already printed of a task: its progress and the log lines.
+#[derive(Default)]
+struct Progress {
+    progress: Option<u8>,
+    state: Option<TaskState>,
+    /// The log as last seen (the state keeps only the newest lines).
+    log: Vec<String>,
+}
+
+impl Progress {
+    /// The lines to print for a new answer: the new log lines, then the progress if it moved.
+    fn update(&mut self, t: &TaskRecord) -> Vec<String> {
+        let mut lines = Vec::new();
+        // New lines come after those already printed; once the log is full (the state keeps
+        // only the newest lines), after the last line printed, or all of it if that scrolled out.
+        let start = if t.log.len() >= self.log.len() && t.log[..self.log.len()] == self.log[..] {
+            self.log.len()
+        } else {
+            self.log
+                .last()
+                .and_then(|last| t.log.iter().rposition(|l| l == last))
+                .map_or(0, |p| p + 1)
+        };
+        for l in &t.log[start..] {
+            lines.push(format!("task {}: {l}", t.id));
+        }
+        if self.progress != Some(t.progress) || self.state != Some(t.state) {
+            lines.push(format!(
+                "task {} {} {}%",
+                t.id,
+                format!("{:?}", t.state).to_lowercase(),
+                t.progress
+            ));
+        }
+        self.progress = Some(t.progress);
+        self.state = Some(t.state);
+        self.log = t.log.clone();
+        lines
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +643,7 @@ mod tests {
                 ServersCli::Server(ServerCommand::Move {
                     name: "web".into(),
                     to: Some("n3".into()),
+                    wait: false,
                 }),
             ),
             (
@@ -493,11 +651,22 @@ mod tests {
                 ServersCli::Server(ServerCommand::Shutdown {
                     name: "web".into(),
                     force_after: Some(5),
+                    wait: false,
                 }),
             ),
             (
                 &["server", "rm", "web"],
-                ServersCli::Server(ServerCommand::Remove { name: "web".into() }),
+                ServersCli::Server(ServerCommand::Remove {
+                    name: "web".into(),
+                    wait: false,
+                }),
+            ),
+            (
+                &["server", "start", "web", "--wait"],
+                ServersCli::Server(ServerCommand::Start {
+                    name: "web".into(),
+                    wait: true,
+                }),
             ),
             (
                 &["maintenance", "n1", "on"],
@@ -518,6 +687,36 @@ mod tests {
             assert_eq!(servers(args), want, "{args:?}");
         }
         assert!(parse(&["maintenance", "n1", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn wait_prints_new_log_lines_and_progress_once() {
+        let mut t = TaskRecord {
+            id: 7,
+            owner: "alice".into(),
+            kind: "server.start".into(),
+            target: "web".into(),
+            node: None,
+            state: TaskState::Queued,
+            progress: 0,
+            log: vec![],
+            result: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut p = Progress::default();
+        assert_eq!(p.update(&t), vec!["task 7 queued 0%"]);
+        assert!(p.update(&t).is_empty());
+        t.state = TaskState::Running;
+        t.progress = 50;
+        t.log = vec!["a".into(), "b".into()];
+        assert_eq!(
+            p.update(&t),
+            vec!["task 7: a", "task 7: b", "task 7 running 50%"]
+        );
+        // The log scrolled: only the line after the last one printed is new.
+        t.log = vec!["b".into(), "c".into()];
+        assert_eq!(p.update(&t), vec!["task 7: c"]);
     }
 
     #[test]
