@@ -63,8 +63,10 @@ pub struct ClusterState {
     pub crl_number: u64,
     pub users: BTreeMap<String, UserRecord>,
     /// The newest writes, oldest first (at most [`AUDIT_KEEP`]).
+    #[serde(default)]
     pub audit: VecDeque<AuditRecord>,
     /// Number of writes ever applied (the sequence number of the next audit record).
+    #[serde(default)]
     pub writes: u64,
     /// Nodes in maintenance: nothing new is placed on them.
     #[serde(default)]
@@ -423,6 +425,17 @@ mod tests {
                 cert_serial: format!("s-{name}"),
             },
         )
+    }
+
+    #[test]
+    fn state_written_before_newer_fields_still_loads() {
+        // A replica saved by an older skiffd (no audit, tasks, servers...) must load after an
+        // upgrade: every field added later has a default.
+        let old = r#"{"cluster_id":"c1","ca":null,"nodes":{},"next_node_id":2,
+            "join_tokens":{},"revoked":{},"crl_number":0,"users":{}}"#;
+        let s: ClusterState = serde_json::from_str(old).unwrap();
+        assert_eq!(s.cluster_id, "c1");
+        assert!(s.audit.is_empty() && s.servers.is_empty() && s.tasks.is_empty());
     }
 
     #[test]
