@@ -6,11 +6,13 @@
 //! - convergence: from the first node's start until every node sees every node alive;
 //! - steady state, after a settling period: process CPU time (`/proc/self/stat`) over a window,
 //!   divided by N, as a percentage of one core, and bytes per node per second counted on the
-//!   loopback interface (`/proc/net/dev`, whole packets);
+//!   loopback interface (`/proc/net/dev`, whole packets), and UDP datagrams dropped because a
+//!   socket's receive buffer was full (`/proc/net/snmp`);
 //! - detection: after one node (not a seed) is aborted (chitchat aborted, endpoint closed), the
 //!   time until every other node sees it dead.
 //!
-//! Each scenario is repeated and medians are reported, with the QUIC/UDP ratios. The benchmark
+//! Convergence and detection each have a 20 s deadline; detection is skipped when the cluster did
+//! not converge. Each scenario is repeated and medians are reported, with the QUIC/UDP ratios. The benchmark
 //! re-executes itself in a private network namespace (`unshare -n`) when it can, so that the
 //! loopback counters see only its own traffic.
 //!
