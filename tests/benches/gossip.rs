@@ -19,9 +19,7 @@
 //! Run: `cargo bench -p skiff-tests --bench gossip` or `scripts/bench-gossip`. Environment:
 //! `SKIFF_BENCH_SIZES` (default `10,50,100`), `SKIFF_BENCH_SETTINGS` (`interval_ms:phi` pairs,
 //! default `300:8`), `SKIFF_BENCH_REPEATS` (3), `SKIFF_BENCH_WINDOW_SECS` (10),
-//! `SKIFF_BENCH_SETTLE_SECS` (3), `SKIFF_BENCH_POLL_MS` (50), `SKIFF_BENCH_TRANSPORTS` (`quic,udp`;
-//! `quic-shared` adds the prototype transport of `gossip_support/shared_quic.rs`),
-//! `SKIFF_BENCH_RCVBUF` (SO_RCVBUF in bytes for the prototype's sockets; default: the system's),
+//! `SKIFF_BENCH_SETTLE_SECS` (3), `SKIFF_BENCH_POLL_MS` (50), `SKIFF_BENCH_TRANSPORTS` (`quic,udp`),
 //! `SKIFF_BENCH_TRACE` (print convergence progress to stderr).
 
 use std::collections::{BTreeMap, HashSet};
@@ -38,10 +36,6 @@ use skiff_cluster::tls::TlsContext;
 use skiff_cluster::transport::QuicEndpoint;
 use skiff_tests::inprocess::free_port;
 
-#[path = "gossip_support/shared_quic.rs"]
-mod shared_quic;
-use shared_quic::SharedQuicEndpoint;
-
 /// Longest wait for convergence or detection before a run is reported as timed out.
 const PHASE_DEADLINE: Duration = Duration::from_secs(20);
 /// Nodes the others are seeded with.
@@ -54,9 +48,6 @@ enum Transport {
     Quic,
     /// Chitchat's own UDP transport: the reference.
     Udp,
-    /// The prototype in `gossip_support/shared_quic.rs` (one connection per pair, single-flight
-    /// connects); not run unless asked for.
-    QuicShared,
 }
 
 impl Transport {
@@ -64,7 +55,6 @@ impl Transport {
         match self {
             Transport::Quic => "quic",
             Transport::Udp => "udp",
-            Transport::QuicShared => "quic-shared",
         }
     }
 }
@@ -128,10 +118,6 @@ enum BenchNode {
     Udp {
         handle: ChitchatHandle,
     },
-    QuicShared {
-        handle: ChitchatHandle,
-        endpoint: SharedQuicEndpoint,
-    },
 }
 
 impl BenchNode {
@@ -145,7 +131,7 @@ impl BenchNode {
                 .into_iter()
                 .map(|n| (n.name, n.alive))
                 .collect(),
-            BenchNode::Udp { handle } | BenchNode::QuicShared { handle, .. } => {
+            BenchNode::Udp { handle } => {
                 let chitchat = handle.chitchat();
                 let c = chitchat.lock().await;
                 let live: HashSet<&ChitchatId> = c.live_nodes().collect();
@@ -176,10 +162,6 @@ impl BenchNode {
                 endpoint.close();
             }
             BenchNode::Udp { handle } => handle.abort(),
-            BenchNode::QuicShared { handle, endpoint } => {
-                handle.abort();
-                endpoint.close();
-            }
         }
     }
 }
@@ -343,8 +325,6 @@ struct Bench {
     settle: Duration,
     /// Pause between two looks at every pending node's view.
     poll: Duration,
-    /// SO_RCVBUF for the prototype transport's sockets (0: the system default).
-    rcvbuf: usize,
 }
 
 impl Bench {
@@ -382,23 +362,6 @@ impl Bench {
                     )
                     .await?;
                     nodes.push(BenchNode::Quic { gossip, endpoint });
-                }
-                Ok((nodes, start))
-            }
-            Transport::QuicShared => {
-                let mut endpoints = Vec::with_capacity(n);
-                for (i, addr) in addrs.iter().enumerate() {
-                    endpoints.push(SharedQuicEndpoint::bind(
-                        *addr,
-                        self.ids.contexts[i].clone(),
-                        self.rcvbuf,
-                    )?);
-                }
-                let start = Instant::now();
-                for (i, endpoint) in endpoints.into_iter().enumerate() {
-                    let config = udp_config(format!("n{i}"), addrs[i], seeds.clone(), p);
-                    let handle = spawn_chitchat(config, initial_values(i), &endpoint).await?;
-                    nodes.push(BenchNode::QuicShared { handle, endpoint });
                 }
                 Ok((nodes, start))
             }
@@ -594,7 +557,6 @@ async fn run() -> anyhow::Result<()> {
         .filter_map(|t| match t.trim() {
             "quic" => Some(Transport::Quic),
             "udp" => Some(Transport::Udp),
-            "quic-shared" => Some(Transport::QuicShared),
             _ => None,
         })
         .collect();
@@ -605,7 +567,6 @@ async fn run() -> anyhow::Result<()> {
         window: Duration::from_secs(env_u64("SKIFF_BENCH_WINDOW_SECS", 10)),
         settle: Duration::from_secs(env_u64("SKIFF_BENCH_SETTLE_SECS", 3)),
         poll: Duration::from_millis(env_u64("SKIFF_BENCH_POLL_MS", 50)),
-        rcvbuf: env_u64("SKIFF_BENCH_RCVBUF", 0) as usize,
     };
     let isolated = private_netns();
     println!(
@@ -701,15 +662,12 @@ async fn run() -> anyhow::Result<()> {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         };
-        for t in [Transport::Quic, Transport::QuicShared] {
-            let (Some(q), Some(u)) = (med.get(&t), med.get(&Transport::Udp)) else {
-                continue;
-            };
+        if let (Some(q), Some(u)) = (med.get(&Transport::Quic), med.get(&Transport::Udp)) {
             println!(
                 "| {} ms | {} | {n} | {}/udp | {} | {} | {} | {} | |",
                 p.interval_ms,
                 p.phi,
-                t.name(),
+                Transport::Quic.name(),
                 fmt_opt(ratio(q.0, u.0), 2),
                 fmt_opt(ratio(q.1, u.1), 2),
                 fmt_opt(ratio(q.2, u.2), 2),

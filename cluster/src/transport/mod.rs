@@ -5,6 +5,15 @@
 //! Every connection is mutual TLS 1.3 against the cluster CA ([`crate::tls`]); connections of peers
 //! whose certificate the CRL revokes are closed as soon as the CRL arrives. [`Faults`] lets tests cut
 //! links between nodes (partitions) without touching the network.
+//!
+//! Connections are kept per peer and protocol, with at most one handshake in flight per pair: a
+//! message to a peer that is still being connected waits for that handshake instead of starting
+//! another. Gossip uses one connection per *pair* of nodes, both ways: a gossip connection a peer
+//! opened is also the one replies travel on. When both nodes of a pair dial each other at once,
+//! the connection opened by the node with the lower certificate serial is kept and the other is
+//! closed, so both ends agree without talking about it. The UDP socket asks for a 4 MiB receive
+//! buffer (capped by `net.core.rmem_max`), as QUIC stacks recommend: with the 208 KiB default,
+//! bursts of gossip between 50+ nodes overflow it (measured in docs/benchmarks.md).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -31,6 +40,8 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 pub const MAX_GOSSIP_MESSAGE: usize = 1 << 20;
 /// Gossip messages queued for the gossip loop before new ones are dropped.
 const GOSSIP_QUEUE: usize = 1024;
+/// Socket receive and send buffers asked for (the kernel caps them at `net.core.[rw]mem_max`).
+const SOCKET_BUFFER: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -118,6 +129,9 @@ impl Faults {
 }
 
 type ConnKey = (SocketAddr, &'static [u8]);
+/// The connection used to send to one peer over one protocol; the async lock is held across a
+/// handshake, so there is one attempt at a time per peer and protocol.
+type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 /// A gossip message and the peer it came from.
 type GossipDelivery = (SocketAddr, Vec<u8>);
 
@@ -125,7 +139,10 @@ struct Inner {
     endpoint: quinn::Endpoint,
     tls: Arc<TlsContext>,
     client_configs: HashMap<&'static [u8], quinn::ClientConfig>,
-    outgoing: Mutex<HashMap<ConnKey, quinn::Connection>>,
+    /// The serial of this node's certificate: of two connections between a pair of nodes, the one
+    /// opened by the lower serial is kept.
+    own_serial: String,
+    outgoing: Mutex<HashMap<ConnKey, Slot>>,
     /// Every open connection with its peer's certificate serial, to close revoked ones.
     live: Mutex<HashMap<usize, (quinn::Connection, String)>>,
     handlers: RwLock<HashMap<&'static [u8], Arc<dyn RequestHandler>>>,
@@ -162,12 +179,21 @@ impl QuicEndpoint {
             .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server_config.transport_config(transport_config(false));
-        let endpoint = quinn::Endpoint::server(server_config, listen).map_err(|source| {
-            TransportError::Bind {
-                addr: listen,
-                source,
-            }
-        })?;
+        let bind_error = |source| TransportError::Bind {
+            addr: listen,
+            source,
+        };
+        let socket = bind_socket(listen).map_err(bind_error)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
+        let own_serial = peer_identity(tls.own_cert())
+            .map(|id| id.serial_hex)
+            .unwrap_or_default();
         let mut client_configs = HashMap::new();
         for alpn in ALPNS {
             let c = tls.quic_client_config(alpn)?;
@@ -182,6 +208,7 @@ impl QuicEndpoint {
             endpoint,
             tls,
             client_configs,
+            own_serial,
             outgoing: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             handlers: RwLock::new(HashMap::new()),
@@ -227,23 +254,19 @@ impl QuicEndpoint {
         self.inner.gossip_rx.lock().ok()?.take()
     }
 
+    /// The connection to send on to `to` over `alpn`: the one in use, or a new one. Concurrent
+    /// callers for the same peer and protocol wait for one handshake.
     async fn connection(
         &self,
         to: SocketAddr,
         alpn: &'static [u8],
     ) -> Result<quinn::Connection, TransportError> {
-        let key = (to, alpn);
-        if let Some(c) = self
-            .inner
-            .outgoing
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
-            if c.close_reason().is_none() {
-                return Ok(c);
-            }
+        let slot = self.inner.slot((to, alpn));
+        let mut current = slot.lock().await;
+        if let Some(c) = current.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(c.clone());
         }
+        *current = None;
         let config = self
             .inner
             .client_configs
@@ -259,15 +282,31 @@ impl QuicEndpoint {
             .await
             .map_err(|e| TransportError::Unreachable(to, e.to_string()))?;
         track_live(&self.inner, &conn);
-        if let Ok(mut m) = self.inner.outgoing.lock() {
-            m.insert(key, conn.clone());
+        if alpn == ALPN_GOSSIP {
+            // The peer answers on this connection too.
+            let peer = PeerInfo {
+                addr: to,
+                identity: identity_of(&conn),
+            };
+            tokio::spawn(serve_gossip(self.inner.clone(), conn.clone(), peer));
         }
+        *current = Some(conn.clone());
         Ok(conn)
     }
 
-    fn forget(&self, to: SocketAddr, alpn: &'static [u8]) {
-        if let Ok(mut m) = self.inner.outgoing.lock() {
-            m.remove(&(to, alpn));
+    /// After a failed exchange: stops sending on `conn` if it is closed (a new one is made next
+    /// time). A connection that is still open stays: a timed-out request says nothing about the
+    /// connection, and dropping it would leave it open, unused, until the peer goes away.
+    fn forget_if_closed(&self, to: SocketAddr, alpn: &'static [u8], conn: &quinn::Connection) {
+        if conn.close_reason().is_none() {
+            return;
+        }
+        let slot = self.inner.slot((to, alpn));
+        let Ok(mut current) = slot.try_lock() else {
+            return;
+        };
+        if current.as_ref().map(|c| c.stable_id()) == Some(conn.stable_id()) {
+            *current = None;
         }
     }
 
@@ -285,8 +324,10 @@ impl QuicEndpoint {
                 "link cut by fault injection".into(),
             ));
         }
+        let mut used = None;
         let exchange = async {
             let conn = self.connection(to, alpn).await?;
+            used = Some(conn.clone());
             let (mut send, mut recv) = conn
                 .open_bi()
                 .await
@@ -305,8 +346,8 @@ impl QuicEndpoint {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout(to)),
         };
-        if res.is_err() {
-            self.forget(to, alpn);
+        if let (Err(_), Some(conn)) = (&res, &used) {
+            self.forget_if_closed(to, alpn, conn);
         }
         res
     }
@@ -324,8 +365,8 @@ impl QuicEndpoint {
                 "link cut by fault injection".into(),
             ));
         }
+        let conn = self.connection(to, alpn).await?;
         let res = async {
-            let conn = self.connection(to, alpn).await?;
             let mut send = conn
                 .open_uni()
                 .await
@@ -338,7 +379,7 @@ impl QuicEndpoint {
         }
         .await;
         if res.is_err() {
-            self.forget(to, alpn);
+            self.forget_if_closed(to, alpn, &conn);
         }
         res
     }
@@ -361,6 +402,61 @@ impl QuicEndpoint {
         self.inner
             .endpoint
             .close(quinn::VarInt::from_u32(0), b"shutdown");
+    }
+}
+
+/// The endpoint's UDP socket, with larger buffers than the system default.
+fn bind_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(listen),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
+        debug!(error = %e, "cannot enlarge the UDP receive buffer");
+    }
+    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER) {
+        debug!(error = %e, "cannot enlarge the UDP send buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&listen.into())?;
+    Ok(socket.into())
+}
+
+impl Inner {
+    fn slot(&self, key: ConnKey) -> Slot {
+        let mut outgoing = self.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+        outgoing.entry(key).or_default().clone()
+    }
+
+    /// Sends gossip to the peer of an incoming gossip connection on that connection, unless a
+    /// connection to it is in use already. Of two open connections between the pair, the one the
+    /// lower certificate serial opened is kept, the other closed: both ends decide alike.
+    fn adopt_gossip_connection(&self, conn: &quinn::Connection, peer: &PeerInfo) {
+        let Some(peer_serial) = peer.identity.as_ref().map(|id| id.serial_hex.as_str()) else {
+            return;
+        };
+        let slot = self.slot((peer.addr, ALPN_GOSSIP));
+        // Busy means a handshake to the peer is under way: the two connections meet the rule
+        // below when the next one arrives.
+        let Ok(mut current) = slot.try_lock() else {
+            return;
+        };
+        match current.as_ref().filter(|c| c.close_reason().is_none()) {
+            None => *current = Some(conn.clone()),
+            // A newer connection from the peer replaces its older one (the peer restarted, or
+            // dropped it); the peer's connection also wins over ours when its serial is lower.
+            Some(existing)
+                if existing.side() == quinn::Side::Server
+                    || peer_serial < self.own_serial.as_str() =>
+            {
+                if existing.stable_id() != conn.stable_id() {
+                    existing.close(quinn::VarInt::from_u32(0), b"replaced");
+                }
+                *current = Some(conn.clone());
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -444,6 +540,7 @@ async fn accept_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
         identity,
     };
     if alpn == ALPN_GOSSIP {
+        inner.adopt_gossip_connection(&conn, &peer);
         serve_gossip(inner, conn, peer).await;
     } else {
         serve_requests(inner, conn, peer, alpn).await;
