@@ -53,6 +53,10 @@ pub struct NodeConfig {
     pub raft: RaftSettings,
     #[serde(default)]
     pub compute: ComputeSettings,
+    /// Overcommit rules the scheduler applies while this node leads. Keep them the same on every
+    /// admin-eligible node: the leader's own file is the one in force.
+    #[serde(default)]
+    pub scheduler: SchedulerSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -122,6 +126,25 @@ impl Default for ComputeSettings {
     }
 }
 
+/// `[scheduler]`: how far a compute node may be committed (Origo OS's defaults).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// vCPUs a node offers per physical core (1-32).
+    pub vcpus_per_core: u32,
+    /// Memory (MiB) always kept free on a compute node for the host itself.
+    pub memory_reserve_mib: u64,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            vcpus_per_core: 2,
+            memory_reserve_mib: 512,
+        }
+    }
+}
+
 impl NodeConfig {
     pub fn advertise_addr(&self) -> SocketAddr {
         self.advertise.unwrap_or(self.listen)
@@ -153,6 +176,9 @@ impl NodeConfig {
             || self.gossip.phi_threshold <= 0.0
         {
             return Err("gossip.interval_ms and gossip.phi_threshold must be positive".into());
+        }
+        if !(1..=32).contains(&self.scheduler.vcpus_per_core) {
+            return Err("scheduler.vcpus_per_core must be between 1 and 32".into());
         }
         for s in &self.seeds {
             s.parse::<SocketAddr>()
@@ -227,6 +253,15 @@ admin_eligible = true
         let c = NodeConfig::from_toml(GOOD, Path::new("x")).unwrap();
         assert_eq!(c.raft, RaftSettings::default());
         assert!(c.compute.enabled);
+        assert_eq!(c.scheduler.vcpus_per_core, 2);
+        assert_eq!(c.scheduler.memory_reserve_mib, 512);
+        let c = NodeConfig::from_toml(
+            &format!("{GOOD}\n[scheduler]\nvcpus_per_core = 4\nmemory_reserve_mib = 2048\n"),
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.scheduler.vcpus_per_core, 4);
+        assert_eq!(c.scheduler.memory_reserve_mib, 2048);
     }
 
     #[test]
@@ -251,6 +286,11 @@ admin_eligible = true
             (GOOD.replace("127.0.0.1:7400", "nonsense"), "listen"),
             (format!("{GOOD}\n[raft]\nlease_ms = 5000\n"), "lease_ms"),
             (format!("{GOOD}\nseeds = [\"x\"]\n"), "seed"),
+            (
+                format!("{GOOD}\n[scheduler]\nvcpus_per_core = 0\n"),
+                "vcpus_per_core",
+            ),
+            (format!("{GOOD}\n[scheduler]\nreserve = 1\n"), "reserve"),
         ] {
             let e = NodeConfig::from_toml(&bad, Path::new("x"))
                 .unwrap_err()

@@ -44,6 +44,8 @@ pub mod keys {
     pub const SERVERS: &str = "servers";
     /// The newest CRL (PEM) this node has; CRLs are signed by the CA, so gossip cannot forge them.
     pub const CRL: &str = "crl";
+    /// `false` when the node does not run servers (`[compute] enabled = false`).
+    pub const COMPUTE: &str = "compute";
 }
 
 /// Chitchat over the node's QUIC endpoint.

@@ -133,6 +133,7 @@ impl Node {
                     (keys::ROLE.into(), role.as_str().into()),
                     (keys::NODE_ID.into(), facts.node_id.to_string()),
                     (keys::VERSION.into(), skiff_cluster::VERSION.into()),
+                    (keys::COMPUTE.into(), config.compute.enabled.to_string()),
                     (keys::CORES.into(), figures.cores.to_string()),
                     (keys::MEMORY_TOTAL.into(), figures.memory_total.to_string()),
                     (keys::MEMORY_USED.into(), figures.memory_used.to_string()),

@@ -79,6 +79,7 @@ fn new_config(args: &NodeArgs, admin_eligible: bool) -> NodeConfig {
         gossip: Default::default(),
         raft: Default::default(),
         compute: Default::default(),
+        scheduler: Default::default(),
     }
 }
 

@@ -20,9 +20,9 @@ use skiff_cluster::api::PoolUsage;
 use skiff_cluster::gossip::{keys, GossipNode};
 use skiff_cluster::state::{ClusterState, ServerSpec};
 
-/// Gossip key a node may publish as `false` when it does not run servers (`[compute] enabled`).
-/// Nodes do not publish it yet (config wiring pending): absent means compute-enabled.
-pub const COMPUTE_KEY: &str = "compute";
+/// Gossip key a node publishes as `false` when it does not run servers (`[compute] enabled`);
+/// absent (an older agent) means compute-enabled.
+pub const COMPUTE_KEY: &str = keys::COMPUTE;
 
 /// Pool a disk without an explicit pool goes to.
 pub const DEFAULT_POOL: &str = "local";
@@ -30,8 +30,8 @@ pub const DEFAULT_POOL: &str = "local";
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-/// Overcommit rules. The defaults are Origo OS's. Not yet read from `node.toml` (the config
-/// section is pending); the leader uses [`SchedulerPolicy::default`].
+/// Overcommit rules: the leader's `[scheduler]` section of `node.toml` (the defaults are Origo
+/// OS's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedulerPolicy {
     /// vCPUs a node offers per physical core.
@@ -45,6 +45,15 @@ impl Default for SchedulerPolicy {
         SchedulerPolicy {
             vcpus_per_core: 2,
             memory_reserve_mib: 512,
+        }
+    }
+}
+
+impl From<&skiff_cluster::config::SchedulerSettings> for SchedulerPolicy {
+    fn from(s: &skiff_cluster::config::SchedulerSettings) -> Self {
+        SchedulerPolicy {
+            vcpus_per_core: s.vcpus_per_core,
+            memory_reserve_mib: s.memory_reserve_mib,
         }
     }
 }

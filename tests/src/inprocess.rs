@@ -59,6 +59,8 @@ pub struct ClusterSpec {
     pub compute_from: usize,
     pub gossip: GossipSettings,
     pub raft: RaftSettings,
+    /// Nodes (by index) started with `[compute] enabled = false`.
+    pub compute_disabled: Vec<usize>,
 }
 
 impl ClusterSpec {
@@ -73,6 +75,7 @@ impl ClusterSpec {
                 dead_grace_secs: 3600,
             },
             raft: RaftSettings::default(),
+            compute_disabled: Vec::new(),
         }
     }
 }
@@ -108,7 +111,13 @@ where
     }
 }
 
-fn node_config(spec: &ClusterSpec, name: &str, addr: SocketAddr, admin: bool) -> NodeConfig {
+fn node_config(
+    spec: &ClusterSpec,
+    i: usize,
+    name: &str,
+    addr: SocketAddr,
+    admin: bool,
+) -> NodeConfig {
     NodeConfig {
         name: name.into(),
         listen: addr,
@@ -117,7 +126,11 @@ fn node_config(spec: &ClusterSpec, name: &str, addr: SocketAddr, admin: bool) ->
         seeds: Vec::new(),
         gossip: spec.gossip.clone(),
         raft: spec.raft.clone(),
-        compute: Default::default(),
+        compute: skiff_cluster::config::ComputeSettings {
+            enabled: !spec.compute_disabled.contains(&i),
+            ..Default::default()
+        },
+        scheduler: Default::default(),
     }
 }
 
@@ -136,7 +149,7 @@ impl TestCluster {
         }
         let init = skiff_nodeagent::init::init_cluster(
             &dirs[0],
-            node_config(&spec, &names[0], addrs[0], true),
+            node_config(&spec, 0, &names[0], addrs[0], true),
         )
         .expect("init");
         let mut cred = init.credential.clone();
@@ -152,7 +165,7 @@ impl TestCluster {
         for i in 1..spec.nodes {
             let token = client.create_token(600).await.expect("token").token;
             let admin = i < spec.compute_from;
-            let cfg = node_config(&spec, &names[i], addrs[i], admin);
+            let cfg = node_config(&spec, i, &names[i], addrs[i], admin);
             // Join through any running node: the first join goes to the leader itself, later
             // ones through followers (forwarded).
             let seed = addrs[(i - 1) % i];

@@ -308,6 +308,7 @@ async fn bad_tokens_and_garbage_change_nothing() {
         gossip: Default::default(),
         raft: Default::default(),
         compute: Default::default(),
+        scheduler: Default::default(),
     };
     let before = c.node(0).state().unwrap();
 

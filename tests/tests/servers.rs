@@ -283,6 +283,35 @@ async fn servers_are_placed_operated_and_refused_with_reasons() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_compute_disabled_get_no_servers() {
+    let mut spec = ClusterSpec::new(3, 3);
+    spec.compute_disabled = vec![1];
+    let c = TestCluster::start(spec).await;
+    c.wait_single_leader(LIMIT).await;
+    let api = c.client();
+    wait_until(LIMIT, "every node to gossip its figures", || async {
+        api.nodes()
+            .await
+            .map(|ns| ns.iter().all(|n| n.memory_total > 0 && n.cores > 0))
+            .unwrap_or(false)
+    })
+    .await;
+    for i in 0..4 {
+        let t = api
+            .create_server(&req(&format!("s{i}"), 128, 1))
+            .await
+            .unwrap();
+        assert_ne!(t.node.as_deref(), Some("n1"), "s{i} went to n1");
+    }
+    let mut to_n1 = req("to-n1", 128, 1);
+    to_n1.lock_to_node = Some("n1".into());
+    let (status, code, message) = api_error(api.create_server(&to_n1).await);
+    assert_eq!((status, code.as_str()), (409, "no_placement"));
+    assert_eq!(message, "no node can take the server: n1: compute disabled");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_see_and_act_on_their_own_servers_only() {
     use skiff_cluster::api::servers::{ServerView, TaskAccepted};
     use skiff_cluster::api::users::Method;

@@ -97,9 +97,9 @@ async fn placing(
     (guard, fresh)
 }
 
-/// The policy the leader places with. Not yet read from `node.toml` (config wiring pending).
-fn policy() -> SchedulerPolicy {
-    SchedulerPolicy::default()
+/// The overcommit rules in force: this (leading) node's `[scheduler]` settings.
+fn policy(node: &Node) -> SchedulerPolicy {
+    SchedulerPolicy::from(&node.config.scheduler)
 }
 
 fn task_of(outcome: CommandOutcome, node: Option<String>) -> Result<Response, Failure> {
@@ -179,7 +179,7 @@ pub(super) async fn create(
     let target = scheduler::place(
         &scheduler::candidates(&state, &gossip, None),
         &demand,
-        &policy(),
+        &policy(&node),
     )
     .map_err(no_placement)?;
     let outcome = propose(
@@ -253,7 +253,7 @@ pub(super) async fn action(
             let to = scheduler::place(
                 &scheduler::candidates(&fresh, &gossip, Some(&name)),
                 &demand,
-                &policy(),
+                &policy(&node),
             )
             .map_err(no_placement)?;
             placed = Some(to.clone());
@@ -341,6 +341,7 @@ pub(super) async fn maintenance(
 /// Plans where each server of `from` goes: the scheduler places them one after the other, each
 /// seeing the ones placed before it.
 fn plan_evacuation(
+    policy: &SchedulerPolicy,
     state: &ClusterState,
     gossip: &[skiff_cluster::gossip::GossipNode],
     from: &str,
@@ -359,7 +360,7 @@ fn plan_evacuation(
         }
         let mut demand = Demand::of(&s.spec);
         demand.exclude = Some(from.to_string());
-        match scheduler::place(&cands, &demand, &policy()) {
+        match scheduler::place(&cands, &demand, policy) {
             Ok(to) => {
                 if let Some(c) = cands.iter_mut().find(|c| c.name == to) {
                     c.placed_memory_mib += s.spec.memory_mib;
@@ -402,7 +403,7 @@ pub(super) async fn evacuate(
     }
     let (_placing, state) = placing(&node, &state).await;
     let gossip = node.gossip_nodes().await;
-    let moves = plan_evacuation(&state, &gossip, &name)?;
+    let moves = plan_evacuation(&policy(&node), &state, &gossip, &name)?;
     let outcome = propose(
         &node,
         &caller,
