@@ -1,5 +1,5 @@
 //! Users and permissions on an in-process 3-node cluster: a permission matrix (admin, user alice,
-//! other user bob, read-only carol × every users operation), bearer tokens for scripts, disabled
+//! other user bob, read-only carol × every users and nodes operation), bearer tokens for scripts, disabled
 //! and removed users, validation of bad input, and the audit log.
 
 use std::time::Duration;
@@ -130,6 +130,30 @@ async fn users_permissions_tokens_and_audit() {
             allow_self,
         );
         check("audit", status(&client.audit(Some(10)).await), is_admin);
+        // Nodes: everyone sees them; only an admin changes them.
+        check("node list", status(&client.nodes().await), true);
+        check("cluster", status(&client.cluster().await), true);
+        check(
+            "node token",
+            status(&client.create_token(600).await),
+            is_admin,
+        );
+        check(
+            "maintenance on",
+            status(&client.set_maintenance("n2", true).await),
+            is_admin,
+        );
+        check(
+            "maintenance off",
+            status(&client.set_maintenance("n2", false).await),
+            is_admin,
+        );
+        check("evacuate", status(&client.evacuate("n2").await), is_admin);
+        check(
+            "node remove (none)",
+            status(&client.remove_node("no-such-node").await),
+            false,
+        );
         // Admin-only writes.
         let tmp = format!("tmp-{w:?}").to_lowercase();
         let r = client
