@@ -113,6 +113,9 @@ pub enum AgentErrorCode {
     ComputeDisabled,
     /// The hypervisor refused or failed.
     Hypervisor,
+    /// A highly available server may not run here now: this node holds no HA lease (it is, or
+    /// was just, cut off from the leader and fenced itself).
+    NoLease,
 }
 
 /// What an agent answers.
@@ -286,5 +289,26 @@ mod tests {
         assert!(DomainPower::Paused.satisfies(PowerState::Suspended));
         assert!(!DomainPower::Crashed.satisfies(PowerState::Stopped));
         assert!(!DomainPower::Paused.satisfies(PowerState::Running));
+    }
+}
+
+/// The leader's answer to a compute node renewing its HA lease (ALPN `skiff-lease/1`; the request
+/// body is empty: the node is who its certificate says).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "lease", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LeaseReply {
+    /// Renewed: the node may keep running its highly available servers for `fence_after_ms`
+    /// from when it sent the request (the leader's setting, so both sides count alike).
+    Granted { fence_after_ms: u64 },
+    /// This node does not serve as leader (now): ask the leader.
+    NotLeader,
+}
+
+impl LeaseReply {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 }

@@ -32,6 +32,18 @@ pub enum Accelerator {
     Tcg,
 }
 
+/// Which hypervisor a compute node drives.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HypervisorKind {
+    /// libvirt when `libvirt_uri` answers at start, else the in-memory fake (with a warning).
+    #[default]
+    Auto,
+    Libvirt,
+    /// In memory: nothing runs (tests, and machines without libvirt).
+    Fake,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
@@ -57,6 +69,26 @@ pub struct NodeConfig {
     /// admin-eligible node: the leader's own file is the one in force.
     #[serde(default)]
     pub scheduler: SchedulerSettings,
+    #[serde(default)]
+    pub ha: HaSettings,
+}
+
+/// `[ha]`: restart of highly available servers when their node is lost.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaSettings {
+    /// A compute node that could not renew its lease with the leader for this long powers off its
+    /// highly available servers (self-fencing); the leader restarts them elsewhere only after this
+    /// plus a margin. The leader's value is the one in force (it hands it out with each lease).
+    pub fence_after_secs: u64,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings {
+            fence_after_secs: 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -115,6 +147,8 @@ pub struct ComputeSettings {
     /// Whether this node runs servers (an admin node is also a compute node by default).
     pub enabled: bool,
     pub accelerator: Accelerator,
+    pub hypervisor: HypervisorKind,
+    pub libvirt_uri: String,
 }
 
 impl Default for ComputeSettings {
@@ -122,6 +156,8 @@ impl Default for ComputeSettings {
         ComputeSettings {
             enabled: true,
             accelerator: Accelerator::Auto,
+            hypervisor: HypervisorKind::Auto,
+            libvirt_uri: "qemu:///system".into(),
         }
     }
 }
@@ -176,6 +212,9 @@ impl NodeConfig {
             || self.gossip.phi_threshold <= 0.0
         {
             return Err("gossip.interval_ms and gossip.phi_threshold must be positive".into());
+        }
+        if !(2..=3600).contains(&self.ha.fence_after_secs) {
+            return Err("ha.fence_after_secs must be between 2 and 3600".into());
         }
         if !(1..=32).contains(&self.scheduler.vcpus_per_core) {
             return Err("scheduler.vcpus_per_core must be between 1 and 32".into());

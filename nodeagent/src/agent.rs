@@ -47,6 +47,8 @@ pub struct Node {
     pub gossip: Gossip,
     pub replica: Option<Replica>,
     pub leader: Option<Arc<LeaderServices>>,
+    /// HA leases and self-fencing (both the compute and the leader side).
+    pub fencing: Arc<crate::fencing::Fencing>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -149,6 +151,7 @@ impl Node {
         .await?;
 
         let leader = replica.as_ref().map(|_| LeaderServices::new(Vec::new()));
+        let fence_after = Duration::from_secs(config.ha.fence_after_secs);
         let node = Arc::new(Node {
             name: config.name.clone(),
             node_id: facts.node_id,
@@ -160,11 +163,13 @@ impl Node {
             gossip,
             replica,
             leader,
+            fencing: crate::fencing::Fencing::new(fence_after),
             shutdown: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
         });
         endpoint.set_request_handler(ALPN_JOIN, Arc::new(JoinHandler::new(Arc::downgrade(&node))));
-        crate::compute::start(&node);
+        crate::fencing::serve(&node);
+        crate::compute::start(&node).await;
 
         let mut tasks = Vec::new();
         if let (Some(r), Some(l)) = (&node.replica, &node.leader) {

@@ -80,6 +80,7 @@ fn new_config(args: &NodeArgs, admin_eligible: bool) -> NodeConfig {
         raft: Default::default(),
         compute: Default::default(),
         scheduler: Default::default(),
+        ha: Default::default(),
     }
 }
 

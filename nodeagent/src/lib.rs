@@ -9,11 +9,13 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod compute;
+pub mod fencing;
 pub mod figures;
 pub mod init;
 pub mod join;
 pub mod reconciler;
 pub mod scheduler;
+pub mod storage;
 pub mod supervisor;
 
 pub use agent::Node;

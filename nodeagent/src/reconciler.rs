@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use skiff_cluster::agentproto::{
-    AgentReply, AgentReport, AgentRequest, PowerAction, REPORT_TIMEOUT,
+    AgentErrorCode, AgentReply, AgentReport, AgentRequest, PowerAction, REPORT_TIMEOUT,
 };
 use skiff_cluster::api::tasks::{ActualView, Convergence, NodeActual, ServerActual};
 use skiff_cluster::state::servers::{
@@ -84,8 +84,8 @@ pub fn plan_task(task: &TaskRecord, state: &ClusterState, holders: &[String]) ->
     let action = match op {
         "reboot" => Some(PowerAction::Reboot),
         "destroy" => Some(PowerAction::ForceStop),
-        "create" | "start" | "shutdown" | "stop" | "suspend" | "resume" | "move" | "update"
-        | "attach_disk" | "detach_disk" | "mount_iso" | "unmount_iso" => None,
+        "create" | "start" | "shutdown" | "stop" | "suspend" | "resume" | "move" | "failover"
+        | "update" | "attach_disk" | "detach_disk" | "mount_iso" | "unmount_iso" => None,
         "remove" => {
             return match (&task.node, state.servers.get(&task.target)) {
                 (_, Some(s)) if s.node.is_some() && s.node != task.node => TaskPlan::Fail(format!(
@@ -375,6 +375,10 @@ pub fn actual_view(node: &Node) -> Option<ActualView> {
 /// What one leader term of the reconciler remembers (never needed for correctness).
 struct Memory {
     term: u64,
+    /// When this node began to serve this term (fencing counts from it).
+    since: Instant,
+    /// Servers whose failover could not be placed, and when to try again.
+    failover_retry: HashMap<String, Instant>,
     /// Work under way: `task:ID` or a drift key.
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// Drift failures per key: count and when to try again.
@@ -390,6 +394,8 @@ impl Memory {
     fn new(term: u64) -> Self {
         Memory {
             term,
+            since: Instant::now(),
+            failover_retry: HashMap::new(),
             in_flight: Default::default(),
             failures: Default::default(),
             send_failures: Default::default(),
@@ -512,6 +518,7 @@ async fn pass(node: &Arc<Node>, m: &mut Memory) {
     let tasks = server_tasks(&state);
     run_tasks(node, m, &state, &alive);
     run_drift(node, m, &state, &tasks);
+    run_failover(node, m, &state, &tasks, &gossip).await;
 
     let (_, servers) = plan_drift(&state, &m.reports, &tasks, &is_shared_pool);
     let nodes = m
@@ -548,6 +555,61 @@ async fn pass(node: &Arc<Node>, m: &mut Memory) {
             nodes,
         }),
     );
+}
+
+/// Restarts the highly available servers of lost nodes elsewhere, once each lost node has surely
+/// fenced itself (see [`crate::fencing`]): its last lease renewal with this leader (or this term's
+/// start) is older than `fence_after` plus a margin.
+async fn run_failover(
+    node: &Arc<Node>,
+    m: &mut Memory,
+    state: &ClusterState,
+    tasks: &HashMap<String, ServerTasks>,
+    gossip: &[skiff_cluster::gossip::GossipNode],
+) {
+    let policy = crate::scheduler::SchedulerPolicy::from(&node.config.scheduler);
+    for s in state.servers.values() {
+        let Some(from) = s.node.as_deref() else {
+            continue;
+        };
+        if !matches!(m.reports.get(from), Some(NodeReport::Dead))
+            || matches!(tasks.get(&s.name), Some(ServerTasks::Open(_)))
+            || ha_decision(s, false, &is_shared_pool) != HaDecision::RestartElsewhere
+            || !node.fencing.lost_long_enough(from, m.since)
+            || m.failover_retry
+                .get(&s.name)
+                .is_some_and(|t| Instant::now() < *t)
+        {
+            continue;
+        }
+        let mut demand = crate::scheduler::Demand::of(&s.spec);
+        demand.exclude = Some(from.to_string());
+        let candidates = crate::scheduler::candidates(state, gossip, Some(&s.name));
+        let to = match crate::scheduler::place(&candidates, &demand, &policy) {
+            Ok(to) => to,
+            Err(e) => {
+                warn!(server = %s.name, node = %from, reason = %e, "cannot restart a highly available server elsewhere");
+                m.failover_retry
+                    .insert(s.name.clone(), Instant::now() + MAX_BACKOFF);
+                continue;
+            }
+        };
+        let cmd = Command::Server(skiff_cluster::state::ServerCommand::Failover {
+            name: s.name.clone(),
+            from: from.to_string(),
+            to: to.clone(),
+        });
+        match node.propose(ACTOR, cmd).await {
+            Ok(CommandOutcome::TaskStarted { task_id }) => {
+                info!(server = %s.name, from = %from, to = %to, task_id, "node lost: restarting a highly available server elsewhere");
+            }
+            other => {
+                warn!(server = %s.name, outcome = ?other, "failover refused");
+                m.failover_retry
+                    .insert(s.name.clone(), Instant::now() + MAX_BACKOFF);
+            }
+        }
+    }
 }
 
 fn run_tasks(node: &Arc<Node>, m: &mut Memory, state: &ClusterState, alive: &HashSet<String>) {
@@ -672,6 +734,13 @@ async fn send(node: &Node, to: &str, req: AgentRequest) -> Sent {
         Err(e) => Sent::Unreachable(e.to_string()),
         Ok(bytes) => match AgentReply::decode(&bytes) {
             Ok(AgentReply::Done { log, .. }) => Sent::Done(log),
+            // A node without an HA lease yet (just started or just reconnected) will have one in
+            // a moment: like an unreachable node, try again.
+            Ok(AgentReply::Error {
+                code: AgentErrorCode::NoLease,
+                message,
+                ..
+            }) => Sent::Unreachable(message),
             Ok(AgentReply::Error { message, log, .. }) => Sent::Failed(message, log),
             Ok(other) => Sent::Failed(format!("unexpected reply {other:?}"), Vec::new()),
             Err(e) => Sent::Failed(e.to_string(), Vec::new()),

@@ -61,6 +61,9 @@ pub struct ClusterSpec {
     pub raft: RaftSettings,
     /// Nodes (by index) started with `[compute] enabled = false`.
     pub compute_disabled: Vec<usize>,
+    pub ha: skiff_cluster::config::HaSettings,
+    /// The hypervisor of every compute node (default: the in-memory fake).
+    pub hypervisor: skiff_cluster::config::HypervisorKind,
 }
 
 impl ClusterSpec {
@@ -76,6 +79,8 @@ impl ClusterSpec {
             },
             raft: RaftSettings::default(),
             compute_disabled: Vec::new(),
+            ha: Default::default(),
+            hypervisor: skiff_cluster::config::HypervisorKind::Fake,
         }
     }
 }
@@ -128,9 +133,12 @@ fn node_config(
         raft: spec.raft.clone(),
         compute: skiff_cluster::config::ComputeSettings {
             enabled: !spec.compute_disabled.contains(&i),
+            hypervisor: spec.hypervisor,
+            accelerator: skiff_cluster::config::Accelerator::Tcg,
             ..Default::default()
         },
         scheduler: Default::default(),
+        ha: spec.ha.clone(),
     }
 }
 
@@ -228,6 +236,20 @@ impl TestCluster {
             .iter()
             .enumerate()
             .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+    }
+
+    /// Waits until the API lists every node of the cluster with its gossiped figures (cores and
+    /// memory), which the scheduler needs before it can place a server.
+    pub async fn wait_figures(&self, limit: Duration) {
+        let api = self.client();
+        let n = self.spec.nodes;
+        wait_until(limit, "every node to gossip its figures", || async {
+            api.nodes()
+                .await
+                .map(|ns| ns.len() == n && ns.iter().all(|x| x.memory_total > 0 && x.cores > 0))
+                .unwrap_or(false)
+        })
+        .await;
     }
 
     /// Waits until every running node's gossip sees every running node alive.

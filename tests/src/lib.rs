@@ -5,7 +5,9 @@
 //! - [`netns`]: hosts built from network namespaces and veth pairs on a bridge (198.18.0.0/15),
 //!   running the real `skiffd` binary; cleaned up by guards even when a test fails.
 //! - [`bins`]: where the workspace's binaries are.
+//! - [`guest`]: a tiny bootable guest (Debian kernel + busybox initramfs) for the libvirt tests.
 
 pub mod bins;
+pub mod guest;
 pub mod inprocess;
 pub mod netns;

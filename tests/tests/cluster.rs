@@ -307,8 +307,12 @@ async fn bad_tokens_and_garbage_change_nothing() {
         seeds: vec![],
         gossip: Default::default(),
         raft: Default::default(),
-        compute: Default::default(),
+        compute: skiff_cluster::config::ComputeSettings {
+            hypervisor: skiff_cluster::config::HypervisorKind::Fake,
+            ..Default::default()
+        },
         scheduler: Default::default(),
+        ha: Default::default(),
     };
     let before = c.node(0).state().unwrap();
 

@@ -53,13 +53,7 @@ async fn servers_are_placed_operated_and_refused_with_reasons() {
     let c = TestCluster::start(ClusterSpec::new(3, 3)).await;
     let leader = c.wait_single_leader(LIMIT).await;
     let api = c.client();
-    wait_until(LIMIT, "every node to gossip its figures", || async {
-        api.nodes()
-            .await
-            .map(|ns| ns.iter().all(|n| n.memory_total > 0 && n.cores > 0))
-            .unwrap_or(false)
-    })
-    .await;
+    c.wait_figures(LIMIT).await;
     let cores = api.nodes().await.unwrap()[0].cores;
 
     // Placement: equal machines, so each new server goes where the least is placed.
@@ -289,13 +283,7 @@ async fn nodes_with_compute_disabled_get_no_servers() {
     let c = TestCluster::start(spec).await;
     c.wait_single_leader(LIMIT).await;
     let api = c.client();
-    wait_until(LIMIT, "every node to gossip its figures", || async {
-        api.nodes()
-            .await
-            .map(|ns| ns.iter().all(|n| n.memory_total > 0 && n.cores > 0))
-            .unwrap_or(false)
-    })
-    .await;
+    c.wait_figures(LIMIT).await;
     for i in 0..4 {
         let t = api
             .create_server(&req(&format!("s{i}"), 128, 1))

@@ -158,6 +158,14 @@ pub enum ServerCommand {
         name: String,
         to: String,
     },
+    /// Restarts a highly available server on `to` because its node `from` is lost (proposed by the
+    /// leader's reconciler only after `from` had time to fence itself). Refused when the server
+    /// is no longer on `from`: a newer change won.
+    Failover {
+        name: String,
+        from: String,
+        to: String,
+    },
     AttachDisk {
         name: String,
         disk: DiskSpec,
@@ -205,6 +213,7 @@ impl ServerCommand {
             C::Resume { name } => ("server.resume", name.clone()),
             C::Reboot { name } => ("server.reboot", name.clone()),
             C::Move { name, .. } => ("server.move", name.clone()),
+            C::Failover { name, .. } => ("server.failover", name.clone()),
             C::AttachDisk { name, .. } => ("server.attach_disk", name.clone()),
             C::DetachDisk { name, .. } => ("server.detach_disk", name.clone()),
             C::MountIso { name, .. } => ("server.mount_iso", name.clone()),
@@ -539,6 +548,24 @@ fn try_apply(
                         "move from {} to {to}",
                         from.as_deref().unwrap_or("nowhere")
                     ));
+                }
+            }
+            task
+        }
+        C::Failover { name, from, to } => {
+            let rec = existing(state, name)?;
+            if rec.node.as_deref() != Some(from.as_str()) {
+                return Err(invalid(name, &format!("is no longer on {from}")));
+            }
+            check_target(state, to, &rec.spec)?;
+            let task = act(state, name, "server.failover", at, |r| {
+                r.node = Some(to.clone())
+            });
+            // The destination does the work: the source is gone.
+            if let CommandOutcome::TaskStarted { task_id } = &task {
+                if let Some(t) = state.tasks.get_mut(task_id) {
+                    t.log
+                        .push(format!("node {from} is lost: restarting on {to}"));
                 }
             }
             task

@@ -32,7 +32,9 @@ pub const ALPN_GOSSIP: &[u8] = b"skiff-gossip/1";
 pub const ALPN_RAFT: &[u8] = b"skiff-raft/1";
 pub const ALPN_JOIN: &[u8] = b"skiff-join/1";
 pub const ALPN_AGENT: &[u8] = b"skiff-agent/1";
-const ALPNS: [&[u8]; 4] = [ALPN_GOSSIP, ALPN_RAFT, ALPN_JOIN, ALPN_AGENT];
+/// A compute node renewing its HA lease with the leader (see `nodeagent/src/fencing.rs`).
+pub const ALPN_LEASE: &[u8] = b"skiff-lease/1";
+const ALPNS: [&[u8]; 5] = [ALPN_GOSSIP, ALPN_RAFT, ALPN_JOIN, ALPN_AGENT, ALPN_LEASE];
 
 /// Largest request or response body.
 pub const MAX_MESSAGE: usize = 64 << 20;
@@ -522,6 +524,7 @@ async fn accept_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
         Some(a) if a == ALPN_RAFT => ALPN_RAFT,
         Some(a) if a == ALPN_AGENT => ALPN_AGENT,
         Some(a) if a == ALPN_JOIN => ALPN_JOIN,
+        Some(a) if a == ALPN_LEASE => ALPN_LEASE,
         _ => {
             conn.close(quinn::VarInt::from_u32(400), b"unknown protocol");
             return;

@@ -4,6 +4,7 @@
 //! leader) is harmless. Requests for the same server are carried out one at a time.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,10 @@ pub struct AgentHandler {
     hypervisor: Option<Arc<dyn Hypervisor>>,
     /// One lock per server name, so two requests never work on one domain at once.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// HA leases of this node: which servers are highly available, and whether they may run.
+    fencing: Option<Arc<crate::fencing::Fencing>>,
+    /// Makes and removes the servers' disk images (`None`: the fake hypervisor, no disks).
+    disks: Option<super::disks::DiskProvisioner>,
 }
 
 impl AgentHandler {
@@ -34,7 +39,22 @@ impl AgentHandler {
             generation: skiff_cluster::gossip::new_generation(),
             hypervisor,
             locks: Mutex::new(HashMap::new()),
+            fencing: None,
+            disks: None,
         }
+    }
+
+    /// Makes the disks of the servers it ensures, and removes them with the servers.
+    pub fn with_disks(mut self, disks: super::disks::DiskProvisioner) -> Self {
+        self.disks = Some(disks);
+        self
+    }
+
+    /// Tells the handler about this node's HA leases: it records which servers are highly
+    /// available and refuses to run one while the node holds no lease.
+    pub fn with_fencing(mut self, fencing: Arc<crate::fencing::Fencing>) -> Self {
+        self.fencing = Some(fencing);
+        self
     }
 
     fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -66,7 +86,29 @@ impl AgentHandler {
             Some(l) => Some(l.lock().await),
             None => None,
         };
+        if let Some(f) = &self.fencing {
+            match &req {
+                AgentRequest::Ensure { server, .. } => {
+                    f.note_server(server);
+                    if server.spec.ha
+                        && server.desired != skiff_cluster::state::servers::PowerState::Stopped
+                        && !f.holds_lease()
+                    {
+                        return AgentReply::error(
+                            AgentErrorCode::NoLease,
+                            format!(
+                                "node {} holds no HA lease: it does not run highly available servers now",
+                                self.node
+                            ),
+                        );
+                    }
+                }
+                AgentRequest::Remove { name } => f.forget_server(name),
+                AgentRequest::Report => {}
+            }
+        }
         let (node, generation) = (self.node.clone(), self.generation);
+        let disks = self.disks.clone();
         let work = tokio::task::spawn_blocking(move || match req {
             AgentRequest::Report => match h.list() {
                 Ok(domains) => AgentReply::Report(AgentReport {
@@ -81,13 +123,42 @@ impl AgentHandler {
                 server,
                 action,
                 force_after_secs,
-            } => reply_of(ensure_with(
-                h.as_ref(),
-                &server,
-                action,
-                Duration::from_secs(force_after_secs),
-            )),
-            AgentRequest::Remove { name } => reply_of(remove(h.as_ref(), &name)),
+            } => {
+                let paths = match disks.as_ref().map(|d| d.ensure(&server)) {
+                    None => Vec::new(),
+                    Some(Ok(paths)) => paths,
+                    Some(Err(e)) => {
+                        return AgentReply::error(
+                            AgentErrorCode::Hypervisor,
+                            format!("disks of {}: {e}", server.name),
+                        )
+                    }
+                };
+                reply_of(ensure_with_disks(
+                    h.as_ref(),
+                    &server,
+                    paths,
+                    action,
+                    Duration::from_secs(force_after_secs),
+                ))
+            }
+            AgentRequest::Remove { name } => {
+                let mut r = remove(h.as_ref(), &name);
+                if let (Ok((log, _)), Some(d)) = (&mut r, &disks) {
+                    match d.remove(&name) {
+                        Ok(removed) => {
+                            log.extend(removed.into_iter().map(|n| format!("deleted disk {n}")))
+                        }
+                        Err(e) => {
+                            return AgentReply::error(
+                                AgentErrorCode::Hypervisor,
+                                format!("{name} is gone but its disks are not: {e}"),
+                            )
+                        }
+                    }
+                }
+                reply_of(r)
+            }
         });
         match work.await {
             Ok(r) => r,
@@ -172,8 +243,19 @@ pub fn ensure_with(
     action: Option<PowerAction>,
     force_after: Duration,
 ) -> WorkResult {
+    ensure_with_disks(h, server, Vec::new(), action, force_after)
+}
+
+/// [`ensure_with`] for a server whose disks are the images at `disk_paths`.
+pub fn ensure_with_disks(
+    h: &dyn Hypervisor,
+    server: &ServerRecord,
+    disk_paths: Vec<PathBuf>,
+    action: Option<PowerAction>,
+    force_after: Duration,
+) -> WorkResult {
     let mut log = Vec::new();
-    let r = ensure_steps(h, server, action, force_after, &mut log);
+    let r = ensure_steps(h, server, disk_paths, action, force_after, &mut log);
     match r {
         Ok(d) => {
             if !log.is_empty() {
@@ -188,12 +270,14 @@ pub fn ensure_with(
 fn ensure_steps(
     h: &dyn Hypervisor,
     server: &ServerRecord,
+    disk_paths: Vec<PathBuf>,
     action: Option<PowerAction>,
     wait: Duration,
     log: &mut Vec<String>,
 ) -> Result<Option<DomainInfo>, HypervisorError> {
     let name = server.name.as_str();
-    let spec = DomainSpec::from_server(server);
+    let mut spec = DomainSpec::from_server(server);
+    spec.disk_paths = disk_paths;
     let mut power = match find(h, name)? {
         None => {
             h.define(&spec)?;

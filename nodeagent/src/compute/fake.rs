@@ -259,6 +259,8 @@ mod tests {
             boot_order: Vec::new(),
             iso: None,
             generation,
+            disk_paths: Vec::new(),
+            direct_boot: None,
         }
     }
 

@@ -1,23 +1,29 @@
 //! Compute: what a node does with the servers placed on it. [`Hypervisor`] is the contract the
-//! hypervisor backends implement (libvirt arrives with the compute issue; until then
-//! [`fake::FakeHypervisor`] keeps domains in memory); [`agent_handler`] serves the leader's
-//! `skiff-agent/1` requests against it.
+//! hypervisor backends implement: [`libvirt::LibvirtHypervisor`] (domain XML from
+//! [`domain_xml`]) and the in-memory [`fake::FakeHypervisor`]; [`disks`] makes the servers' disk
+//! images in the node-local pool; [`agent_handler`] serves the leader's `skiff-agent/1` requests
+//! against them.
 //!
 //! Architecture invariant: every `Hypervisor` method may block (libvirt calls do): call them from
 //! `tokio::task::spawn_blocking`, never on the async runtime.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_cluster::agentproto::DomainPower;
+use skiff_cluster::config::HypervisorKind;
 use skiff_cluster::state::servers::{BootDevice, DiskSpec, NicSpec};
 use skiff_cluster::state::ServerRecord;
-use tracing::warn;
+use tracing::{error, info, warn};
 
 use crate::agent::Node;
 
 pub mod agent_handler;
+pub mod disks;
+pub mod domain_xml;
 pub mod fake;
+pub mod libvirt;
 
 /// Gossip key a compute node publishes with the kind of its hypervisor (`fake`, later `libvirt`);
 /// the reconciler asks only nodes that publish it for reports.
@@ -36,6 +42,20 @@ pub struct DomainSpec {
     pub iso: Option<String>,
     /// The server record's generation, kept with the domain (libvirt: in its metadata).
     pub generation: u64,
+    /// The resolved qcow2 file of each entry of `disks`, in the same order (the agent fills it
+    /// from its image store; empty until then).
+    pub disk_paths: Vec<PathBuf>,
+    /// Boot this kernel directly instead of from `boot_order` (tests, appliance guests).
+    pub direct_boot: Option<DirectBoot>,
+}
+
+/// Direct kernel boot: the hypervisor loads the kernel and initrd itself, no bootloader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line (e.g. `console=ttyS0`).
+    pub cmdline: String,
 }
 
 impl DomainSpec {
@@ -49,6 +69,8 @@ impl DomainSpec {
             boot_order: s.spec.boot_order.clone(),
             iso: s.spec.iso.clone(),
             generation: s.generation,
+            disk_paths: Vec::new(),
+            direct_boot: None,
         }
     }
 }
@@ -138,26 +160,136 @@ async fn publish_servers(node: std::sync::Weak<Node>, h: Arc<dyn Hypervisor>) {
     }
 }
 
-/// Sets up compute on a starting node: when `[compute] enabled`, picks the hypervisor, publishes
-/// its kind in gossip and serves `skiff-agent/1`. Until the compute issue brings libvirt, the only
-/// hypervisor is the in-memory [`fake::FakeHypervisor`], and this says so loudly.
-pub fn start(node: &Arc<Node>) {
-    let hypervisor: Option<Arc<dyn Hypervisor>> = if node.config.compute.enabled {
+/// The hypervisor a compute node drives, as `[compute]` asks: libvirt (with the node-local pool
+/// for disks), or the in-memory fake. `auto` takes libvirt when it answers and says loudly when it
+/// falls back to the fake.
+fn pick_hypervisor(node: &Node) -> (Arc<dyn Hypervisor>, Option<disks::DiskProvisioner>) {
+    let c = &node.config.compute;
+    let libvirt = || -> anyhow::Result<(Arc<dyn Hypervisor>, disks::DiskProvisioner)> {
+        let h = libvirt::LibvirtHypervisor::connect(
+            &c.libvirt_uri,
+            c.accelerator,
+            &node.data_dir.join("console"),
+        )?;
+        let pool = node.data_dir.join("pools").join(LOCAL_POOL_DIR);
+        std::fs::create_dir_all(&pool)?;
+        // qemu runs as its own user: it must reach the pool through the data dir.
+        traversable(&node.data_dir)?;
+        traversable(&pool)?;
+        let store = crate::storage::images::ImageStore::new(pool)?;
+        if let Ok(n) = store.remove_stale_temp_files() {
+            if n > 0 {
+                info!(removed = n, "removed temp files of interrupted image work");
+            }
+        }
+        Ok((Arc::new(h), disks::DiskProvisioner::new(store)))
+    };
+    let fake = |why: &str| -> (Arc<dyn Hypervisor>, Option<disks::DiskProvisioner>) {
         warn!(
             node = %node.name,
-            "compute is enabled but no real hypervisor exists yet: using the in-memory \
-             FakeHypervisor (servers are simulated, nothing runs; it forgets everything on restart)"
+            "using the in-memory FakeHypervisor ({why}): servers are simulated, nothing runs, \
+             and it forgets everything on restart"
         );
         let fake = Arc::new(fake::FakeHypervisor::new());
         fake::register(&node.data_dir, fake.clone());
-        Some(fake)
+        (fake, None)
+    };
+    match c.hypervisor {
+        HypervisorKind::Fake => fake("[compute] hypervisor = \"fake\""),
+        HypervisorKind::Libvirt | HypervisorKind::Auto => match libvirt() {
+            Ok((h, d)) => {
+                info!(node = %node.name, uri = %c.libvirt_uri, "compute through libvirt");
+                (h, Some(d))
+            }
+            Err(e) if c.hypervisor == HypervisorKind::Auto => fake(&format!(
+                "libvirt at {} is not usable: {e:#}",
+                c.libvirt_uri
+            )),
+            Err(e) => {
+                // Asked for libvirt explicitly: run no servers rather than pretend.
+                error!(node = %node.name, error = %format!("{e:#}"), "libvirt is not usable: this node runs no servers");
+                (Arc::new(Unavailable(format!("{e:#}"))), None)
+            }
+        },
+    }
+}
+
+/// Pool directory of node-local disks, under `DATA_DIR/pools/`.
+pub const LOCAL_POOL_DIR: &str = "local";
+
+/// Lets other users (qemu's) traverse `dir`.
+fn traversable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = std::fs::metadata(dir)?.permissions();
+    if p.mode() & 0o001 == 0 {
+        p.set_mode(p.mode() | 0o011);
+        std::fs::set_permissions(dir, p)?;
+    }
+    Ok(())
+}
+
+/// The hypervisor of a node asked to use libvirt where libvirt is not usable: every call fails
+/// with the reason.
+struct Unavailable(String);
+
+impl Hypervisor for Unavailable {
+    fn kind(&self) -> &'static str {
+        "unavailable"
+    }
+    fn list(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+    fn define(&self, _: &DomainSpec) -> Result<(), HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+    fn start(&self, _: &str) -> Result<(), HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+    fn shutdown(&self, _: &str, _: Duration) -> Result<ShutdownOutcome, HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+    fn destroy(&self, _: &str) -> Result<(), HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+    fn suspend(&self, _: &str) -> Result<(), HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+    fn resume(&self, _: &str) -> Result<(), HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+    fn reboot(&self, _: &str) -> Result<(), HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+    fn undefine(&self, _: &str) -> Result<(), HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
+}
+
+/// Sets up compute on a starting node: when `[compute] enabled`, picks the hypervisor (off the
+/// async runtime: connecting to libvirt blocks), publishes its kind in gossip and serves
+/// `skiff-agent/1`.
+pub async fn start(node: &Arc<Node>) {
+    let (hypervisor, disks) = if node.config.compute.enabled {
+        let n = node.clone();
+        match tokio::task::spawn_blocking(move || pick_hypervisor(&n)).await {
+            Ok((h, d)) => (Some(h), d),
+            Err(e) => {
+                error!(error = %e, "choosing the hypervisor failed: this node runs no servers");
+                (None, None)
+            }
+        }
     } else {
-        None
+        (None, None)
     };
     if let Some(h) = &hypervisor {
         tokio::spawn(publish_servers(Arc::downgrade(node), h.clone()));
+        tokio::spawn(crate::fencing::run(Arc::downgrade(node), h.clone()));
     }
-    let handler = agent_handler::AgentHandler::new(node.name.clone(), hypervisor);
+    let mut handler = agent_handler::AgentHandler::new(node.name.clone(), hypervisor)
+        .with_fencing(node.fencing.clone());
+    if let Some(d) = disks {
+        handler = handler.with_disks(d);
+    }
     node.endpoint
         .set_request_handler(skiff_cluster::transport::ALPN_AGENT, Arc::new(handler));
 }

@@ -1,0 +1,566 @@
+//! The libvirt hypervisor: [`LibvirtHypervisor`] drives QEMU (KVM or TCG) through libvirt with
+//! the `virt` crate. Domains are defined from typed specs ([`super::domain_xml`]) and marked with
+//! Skiff's metadata; every other domain on the host is invisible to it (never listed, never
+//! touched, never replaced). Each domain's serial console is logged to a file under the
+//! hypervisor's log directory.
+//!
+//! Every call blocks on libvirt (the trait says so): call it from `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use skiff_cluster::agentproto::DomainPower;
+use skiff_cluster::config::Accelerator;
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainShutoffReason, DomainState, DomainStateReason};
+use virt::enumutil::Enum;
+use virt::error::{Error as VirtError, ErrorNumber};
+
+use super::domain_xml::{self, DomainType, DomainXmlOptions, SKIFF_XMLNS};
+use super::{DomainInfo, DomainSpec, Hypervisor, HypervisorError, ShutdownOutcome};
+
+/// How often [`Hypervisor::shutdown`] looks at the domain while it waits for the guest.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+
+/// Why [`LibvirtHypervisor::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// libvirt refused or the daemon is not reachable.
+    #[error("cannot connect to libvirt at {uri}: {message} (is libvirtd running? start it with `libvirtd -d` after `virtlogd -d`)")]
+    Libvirt { uri: String, message: String },
+    /// The console log directory cannot be created.
+    #[error("cannot create the console log directory {path}: {source}")]
+    LogDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A [`Hypervisor`] backed by a libvirt connection (see the module documentation).
+pub struct LibvirtHypervisor {
+    conn: Connect,
+    uri: String,
+    domain_type: DomainType,
+    log_dir: PathBuf,
+}
+
+impl std::fmt::Debug for LibvirtHypervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibvirtHypervisor")
+            .field("uri", &self.uri)
+            .field("domain_type", &self.domain_type)
+            .field("log_dir", &self.log_dir)
+            .finish()
+    }
+}
+
+impl LibvirtHypervisor {
+    /// Connects to libvirt at `uri` (`qemu:///system`; `test:///default` for unit tests, whose
+    /// domains get type `test`). `accelerator` picks the domain type of QEMU guests; serial
+    /// consoles are logged under `log_dir`, which is created when missing.
+    pub fn connect(
+        uri: &str,
+        accelerator: Accelerator,
+        log_dir: &Path,
+    ) -> Result<Self, ConnectError> {
+        // libvirt's default error handler prints every error on stderr, including the expected
+        // ones (a missing domain); errors reach us as values anyway.
+        virt::error::clear_error_callback();
+        std::fs::create_dir_all(log_dir).map_err(|source| ConnectError::LogDir {
+            path: log_dir.to_path_buf(),
+            source,
+        })?;
+        // Absolute: the path goes into domain XML, read by virtlogd, not by us.
+        let log_dir = std::fs::canonicalize(log_dir).map_err(|source| ConnectError::LogDir {
+            path: log_dir.to_path_buf(),
+            source,
+        })?;
+        let libvirt_err = |e: VirtError| ConnectError::Libvirt {
+            uri: uri.to_string(),
+            message: e.to_string(),
+        };
+        let conn = Connect::open(Some(uri)).map_err(libvirt_err)?;
+        let driver = conn.driver_type().map_err(libvirt_err)?;
+        let domain_type = if driver.eq_ignore_ascii_case("test") {
+            DomainType::Test
+        } else {
+            DomainType::from_accelerator(accelerator)
+        };
+        Ok(LibvirtHypervisor {
+            conn,
+            uri: uri.to_string(),
+            domain_type,
+            log_dir,
+        })
+    }
+
+    /// The domain type guests are defined with.
+    pub fn domain_type(&self) -> DomainType {
+        self.domain_type
+    }
+
+    /// The file domain `name`'s serial console is logged to (rewritten at each start).
+    pub fn console_log(&self, name: &str) -> Result<PathBuf, HypervisorError> {
+        domain_xml::validate_name(name).map_err(|_| HypervisorError::NotFound(name.into()))?;
+        Ok(domain_xml::console_log_path(&self.log_dir, name))
+    }
+
+    /// Looks up a Skiff-managed domain; unmanaged ones are reported as missing.
+    fn managed(&self, name: &str) -> Result<Domain, HypervisorError> {
+        // An invalid name cannot be one of ours (and could not cross the C boundary if it held NUL).
+        domain_xml::validate_name(name).map_err(|_| HypervisorError::NotFound(name.into()))?;
+        let dom = self
+            .conn
+            .lookup_domain_by_name(name)
+            .map_err(|e| map_err(name, "look up", None, e))?;
+        match generation(&dom) {
+            Ok(Some(_)) => Ok(dom),
+            Ok(None) => Err(HypervisorError::NotFound(name.into())),
+            Err(e) => Err(map_err(name, "read metadata of", None, e)),
+        }
+    }
+
+    /// Runs `act` on a managed domain when its power state is one of `from`.
+    fn transition(
+        &self,
+        op: &'static str,
+        name: &str,
+        from: &[DomainPower],
+        act: impl FnOnce(&Domain) -> Result<(), VirtError>,
+    ) -> Result<(), HypervisorError> {
+        let dom = self.managed(name)?;
+        let power = power_of(&dom).map_err(|e| map_err(name, op, None, e))?;
+        if !from.contains(&power) {
+            return Err(HypervisorError::InvalidState {
+                name: name.into(),
+                power,
+                op,
+            });
+        }
+        act(&dom).map_err(|e| map_err(name, op, Some(&dom), e))
+    }
+}
+
+/// Skiff's generation in a domain's persistent metadata; `None` when it is not Skiff's.
+fn generation(dom: &Domain) -> Result<Option<u64>, VirtError> {
+    if !dom.is_persistent()? {
+        return Ok(None);
+    }
+    match dom.metadata(
+        virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+        Some(SKIFF_XMLNS),
+        virt::sys::VIR_DOMAIN_AFFECT_CONFIG,
+    ) {
+        Ok(xml) => Ok(domain_xml::parse_generation(&xml)),
+        Err(e) if e.code() == Enum::Known(ErrorNumber::NoDomainMetadata) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What `list` reports of a domain; `None` when it is not Skiff's.
+fn managed_info(dom: &Domain) -> Result<Option<DomainInfo>, VirtError> {
+    let Some(generation) = generation(dom)? else {
+        return Ok(None);
+    };
+    Ok(Some(DomainInfo {
+        name: dom.name()?,
+        power: power_of(dom)?,
+        generation,
+    }))
+}
+
+/// The domain's power state as Skiff names it. A domain that libvirt stopped because the guest
+/// crashed (`on_crash` destroy) is `Crashed` until it starts again.
+fn power_of(dom: &Domain) -> Result<DomainPower, VirtError> {
+    let (state, reason) = dom.state()?;
+    Ok(match state {
+        Enum::Known(DomainState::Running | DomainState::Blocked | DomainState::Shutdown) => {
+            DomainPower::Running
+        }
+        Enum::Known(DomainState::Paused | DomainState::PMSuspended) => DomainPower::Paused,
+        Enum::Known(DomainState::Crashed) => DomainPower::Crashed,
+        Enum::Known(DomainState::Shutoff) => match reason {
+            Enum::Known(DomainStateReason::Shutoff(Enum::Known(DomainShutoffReason::Crashed))) => {
+                DomainPower::Crashed
+            }
+            _ => DomainPower::Shutoff,
+        },
+        Enum::Known(DomainState::NoState) | Enum::Unknown(_) => {
+            if dom.is_active()? {
+                DomainPower::Running
+            } else {
+                DomainPower::Shutoff
+            }
+        }
+    })
+}
+
+/// Maps a libvirt error of `op` on domain `name`: a missing domain is `NotFound`, an operation
+/// that does not fit the state is `InvalidState` (with the state `dom` is in now).
+fn map_err(name: &str, op: &'static str, dom: Option<&Domain>, e: VirtError) -> HypervisorError {
+    match e.code() {
+        Enum::Known(ErrorNumber::NoDomain) => HypervisorError::NotFound(name.into()),
+        Enum::Known(ErrorNumber::OperationInvalid) => match dom.map(power_of) {
+            Some(Ok(power)) => HypervisorError::InvalidState {
+                name: name.into(),
+                power,
+                op,
+            },
+            _ => HypervisorError::Failed(format!("cannot {op} domain {name:?}: {e}")),
+        },
+        _ => HypervisorError::Failed(format!("cannot {op} domain {name:?}: {e}")),
+    }
+}
+
+use DomainPower::{Crashed, Paused, Running, Shutoff};
+
+impl Hypervisor for LibvirtHypervisor {
+    fn kind(&self) -> &'static str {
+        "libvirt"
+    }
+
+    fn list(&self) -> Result<Vec<DomainInfo>, HypervisorError> {
+        let domains = self
+            .conn
+            .list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_PERSISTENT)
+            .map_err(|e| HypervisorError::Failed(format!("cannot list domains: {e}")))?;
+        let mut out = Vec::new();
+        for dom in domains {
+            match managed_info(&dom) {
+                Ok(Some(info)) => out.push(info),
+                Ok(None) => {}
+                // The domain vanished between the listing and this look at it.
+                Err(e) if e.code() == Enum::Known(ErrorNumber::NoDomain) => {}
+                Err(e) => return Err(HypervisorError::Failed(format!("cannot list domains: {e}"))),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn define(&self, spec: &DomainSpec) -> Result<(), HypervisorError> {
+        let invalid = |e: domain_xml::DomainXmlError| {
+            HypervisorError::Failed(format!("invalid domain spec: {e}"))
+        };
+        domain_xml::validate_name(&spec.name).map_err(invalid)?;
+        let existing = match self.conn.lookup_domain_by_name(&spec.name) {
+            Ok(dom) => Some(dom),
+            Err(e) if e.code() == Enum::Known(ErrorNumber::NoDomain) => None,
+            Err(e) => return Err(map_err(&spec.name, "look up", None, e)),
+        };
+        let uuid = match &existing {
+            Some(dom) => {
+                let ours = generation(dom).map_err(|e| map_err(&spec.name, "define", None, e))?;
+                if ours.is_none() {
+                    return Err(HypervisorError::Failed(format!(
+                        "a domain named {:?} exists that Skiff does not manage: refusing to \
+                         replace it",
+                        spec.name
+                    )));
+                }
+                Some(
+                    dom.uuid_string()
+                        .map_err(|e| map_err(&spec.name, "define", None, e))?,
+                )
+            }
+            None => None,
+        };
+        let console_log = domain_xml::console_log_path(&self.log_dir, &spec.name);
+        let xml = domain_xml::domain_xml(
+            spec,
+            &DomainXmlOptions {
+                domain_type: self.domain_type,
+                console_log: &console_log,
+                uuid: uuid.as_deref(),
+            },
+        )
+        .map_err(invalid)?;
+        self.conn
+            .define_domain_xml(&xml)
+            .map(drop)
+            .map_err(|e| map_err(&spec.name, "define", None, e))
+    }
+
+    fn start(&self, name: &str) -> Result<(), HypervisorError> {
+        self.transition("start", name, &[Shutoff, Crashed], |d| d.create())
+    }
+
+    fn shutdown(&self, name: &str, timeout: Duration) -> Result<ShutdownOutcome, HypervisorError> {
+        let dom = self.managed(name)?;
+        let op = "shut down";
+        let power = power_of(&dom).map_err(|e| map_err(name, op, None, e))?;
+        if power != Running {
+            return Err(HypervisorError::InvalidState {
+                name: name.into(),
+                power,
+                op,
+            });
+        }
+        // The hypervisor's default method: ACPI power button for QEMU guests without an agent.
+        dom.shutdown()
+            .map_err(|e| map_err(name, op, Some(&dom), e))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let active = dom.is_active().map_err(|e| map_err(name, op, None, e))?;
+            if !active {
+                return Ok(ShutdownOutcome::Graceful);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::sleep(SHUTDOWN_POLL.min(deadline - now));
+        }
+        match dom.destroy() {
+            Ok(()) => Ok(ShutdownOutcome::Forced),
+            // It stopped by itself between the last look and the destroy.
+            Err(e) if e.code() == Enum::Known(ErrorNumber::OperationInvalid) => {
+                match dom.is_active() {
+                    Ok(false) => Ok(ShutdownOutcome::Graceful),
+                    _ => Err(map_err(name, op, Some(&dom), e)),
+                }
+            }
+            Err(e) => Err(map_err(name, op, Some(&dom), e)),
+        }
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), HypervisorError> {
+        let dom = self.managed(name)?;
+        let power = power_of(&dom).map_err(|e| map_err(name, "destroy", None, e))?;
+        let active = dom
+            .is_active()
+            .map_err(|e| map_err(name, "destroy", None, e))?;
+        match (power, active) {
+            (Shutoff, _) => Err(HypervisorError::InvalidState {
+                name: name.into(),
+                power,
+                op: "destroy",
+            }),
+            // Stopped after a crash already: nothing left to power off.
+            (Crashed, false) => Ok(()),
+            _ => dom
+                .destroy()
+                .map_err(|e| map_err(name, "destroy", Some(&dom), e)),
+        }
+    }
+
+    fn suspend(&self, name: &str) -> Result<(), HypervisorError> {
+        self.transition("suspend", name, &[Running], |d| d.suspend())
+    }
+
+    fn resume(&self, name: &str) -> Result<(), HypervisorError> {
+        self.transition("resume", name, &[Paused], |d| d.resume())
+    }
+
+    fn reboot(&self, name: &str) -> Result<(), HypervisorError> {
+        // The hypervisor's default method (ACPI for QEMU): the guest reboots itself, cleanly.
+        self.transition("reboot", name, &[Running], |d| d.reboot(0))
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), HypervisorError> {
+        let dom = self.managed(name)?;
+        let active = dom
+            .is_active()
+            .map_err(|e| map_err(name, "undefine", None, e))?;
+        if active {
+            let power = power_of(&dom).map_err(|e| map_err(name, "undefine", None, e))?;
+            return Err(HypervisorError::InvalidState {
+                name: name.into(),
+                power,
+                op: "undefine",
+            });
+        }
+        dom.undefine_flags(
+            virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                | virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+        )
+        .map_err(|e| map_err(name, "undefine", Some(&dom), e))?;
+        // The console log belongs to the domain: it goes with it.
+        let _ = std::fs::remove_file(domain_xml::console_log_path(&self.log_dir, name));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// `test:///default` is shared by the whole test process: every test uses its own names.
+    fn unique(prefix: &str) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn hypervisor() -> (LibvirtHypervisor, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let h =
+            LibvirtHypervisor::connect("test:///default", Accelerator::Tcg, dir.path()).unwrap();
+        assert_eq!(h.domain_type(), DomainType::Test);
+        (h, dir)
+    }
+
+    fn spec(name: &str, generation: u64) -> DomainSpec {
+        DomainSpec {
+            name: name.into(),
+            memory_mib: 128,
+            vcpus: 1,
+            disks: Vec::new(),
+            nics: Vec::new(),
+            boot_order: Vec::new(),
+            iso: None,
+            generation,
+            disk_paths: Vec::new(),
+            direct_boot: None,
+        }
+    }
+
+    fn info(h: &LibvirtHypervisor, name: &str) -> Option<DomainInfo> {
+        h.list().unwrap().into_iter().find(|d| d.name == name)
+    }
+
+    #[test]
+    fn lifecycle() {
+        let (h, _dir) = hypervisor();
+        let name = unique("life");
+        h.define(&spec(&name, 1)).unwrap();
+        assert_eq!(
+            info(&h, &name),
+            Some(DomainInfo {
+                name: name.clone(),
+                power: Shutoff,
+                generation: 1
+            })
+        );
+        h.start(&name).unwrap();
+        assert_eq!(info(&h, &name).unwrap().power, Running);
+        h.suspend(&name).unwrap();
+        assert_eq!(info(&h, &name).unwrap().power, Paused);
+        h.resume(&name).unwrap();
+        assert_eq!(info(&h, &name).unwrap().power, Running);
+        h.reboot(&name).unwrap();
+        assert_eq!(info(&h, &name).unwrap().power, Running);
+        // The test driver obeys shutdown requests at once.
+        assert_eq!(
+            h.shutdown(&name, Duration::from_secs(5)).unwrap(),
+            ShutdownOutcome::Graceful
+        );
+        assert_eq!(info(&h, &name).unwrap().power, Shutoff);
+        h.start(&name).unwrap();
+        h.destroy(&name).unwrap();
+        assert_eq!(info(&h, &name).unwrap().power, Shutoff);
+        h.undefine(&name).unwrap();
+        assert_eq!(info(&h, &name), None);
+    }
+
+    #[test]
+    fn redefine_keeps_the_domain_and_updates_the_generation() {
+        let (h, _dir) = hypervisor();
+        let name = unique("redef");
+        h.define(&spec(&name, 1)).unwrap();
+        h.start(&name).unwrap();
+        h.define(&spec(&name, 2)).unwrap();
+        let i = info(&h, &name).unwrap();
+        assert_eq!((i.power, i.generation), (Running, 2));
+        h.destroy(&name).unwrap();
+        h.undefine(&name).unwrap();
+    }
+
+    #[test]
+    fn wrong_states_and_missing_domains_are_typed_errors() {
+        let (h, _dir) = hypervisor();
+        let name = unique("state");
+        h.define(&spec(&name, 1)).unwrap();
+        for (op, r) in [
+            ("suspend", h.suspend(&name)),
+            ("resume", h.resume(&name)),
+            ("reboot", h.reboot(&name)),
+            ("destroy", h.destroy(&name)),
+        ] {
+            assert!(
+                matches!(r, Err(HypervisorError::InvalidState { power: Shutoff, .. })),
+                "{op}: {r:?}"
+            );
+        }
+        assert!(matches!(
+            h.shutdown(&name, Duration::from_millis(10)),
+            Err(HypervisorError::InvalidState { power: Shutoff, .. })
+        ));
+        h.start(&name).unwrap();
+        assert!(matches!(
+            h.start(&name),
+            Err(HypervisorError::InvalidState { power: Running, .. })
+        ));
+        assert!(matches!(
+            h.undefine(&name),
+            Err(HypervisorError::InvalidState { power: Running, .. })
+        ));
+        h.destroy(&name).unwrap();
+        h.undefine(&name).unwrap();
+
+        let missing = unique("missing");
+        assert_eq!(
+            h.start(&missing),
+            Err(HypervisorError::NotFound(missing.clone()))
+        );
+        assert_eq!(
+            h.undefine(&missing),
+            Err(HypervisorError::NotFound(missing.clone()))
+        );
+        // Names that could never be ours, including one that cannot cross into C.
+        for bad in ["a\0b", "../x", ""] {
+            assert_eq!(h.start(bad), Err(HypervisorError::NotFound(bad.into())));
+        }
+    }
+
+    #[test]
+    fn unmanaged_domains_are_invisible_and_never_replaced() {
+        let (h, _dir) = hypervisor();
+        // test:///default comes with a running domain named "test" that Skiff did not define.
+        assert!(h.list().unwrap().iter().all(|d| d.name != "test"));
+        assert_eq!(
+            h.destroy("test"),
+            Err(HypervisorError::NotFound("test".into()))
+        );
+        assert!(matches!(
+            h.define(&spec("test", 1)),
+            Err(HypervisorError::Failed(m)) if m.contains("does not manage")
+        ));
+        assert!(h
+            .conn
+            .lookup_domain_by_name("test")
+            .unwrap()
+            .is_active()
+            .unwrap());
+    }
+
+    #[test]
+    fn invalid_specs_change_nothing() {
+        let (h, _dir) = hypervisor();
+        let mut s = spec("evil'/><devices>", 1);
+        assert!(matches!(h.define(&s), Err(HypervisorError::Failed(_))));
+        assert!(h.list().unwrap().iter().all(|d| !d.name.contains("evil")));
+        s.name = unique("zero");
+        s.vcpus = 0;
+        assert!(matches!(h.define(&s), Err(HypervisorError::Failed(m)) if m.contains("vcpus")));
+        assert_eq!(info(&h, &s.name), None);
+    }
+
+    #[test]
+    fn connecting_to_a_missing_daemon_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = LibvirtHypervisor::connect(
+            "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
+            Accelerator::Tcg,
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConnectError::Libvirt { .. }), "{err}");
+        assert!(err.to_string().contains("libvirtd"), "{err}");
+    }
+}

@@ -1,0 +1,174 @@
+//! The libvirt hypervisor against the real thing: libvirtd at `qemu:///system` running a QEMU
+//! guest under software emulation (TCG; nested KVM guests hang on the CI machines). The guest is
+//! the busybox test guest of `skiff_tests::guest`, booted with direct kernel boot and one qcow2
+//! disk made with `qemu-img`; the test walks it through its whole life and checks that `list()`
+//! follows every state.
+//!
+//! Without a reachable libvirtd the test fails with a clear message, unless
+//! `SKIFF_SKIP_LIBVIRT=1`, which makes it print `SKIPPED: ...` and return.
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use skiff_cluster::agentproto::DomainPower;
+use skiff_cluster::config::Accelerator;
+use skiff_cluster::state::servers::DiskSpec;
+use skiff_nodeagent::compute::domain_xml::DomainType;
+use skiff_nodeagent::compute::libvirt::LibvirtHypervisor;
+use skiff_nodeagent::compute::{DirectBoot, DomainSpec, Hypervisor, ShutdownOutcome};
+use skiff_tests::guest::{test_guest, READY_LINE};
+
+const URI: &str = "qemu:///system";
+/// The most the guest may take from start to its ready line (TCG on a busy 2-core machine).
+const BOOT_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Connects, or explains why not: fails unless `SKIFF_SKIP_LIBVIRT=1` says to skip.
+fn connect(test: &str, log_dir: &Path) -> Option<LibvirtHypervisor> {
+    match LibvirtHypervisor::connect(URI, Accelerator::Tcg, log_dir) {
+        Ok(h) => Some(h),
+        Err(e) if std::env::var("SKIFF_SKIP_LIBVIRT").as_deref() == Ok("1") => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {test}: libvirt is not reachable at {URI} ({e}); SKIFF_SKIP_LIBVIRT=1"
+            );
+            None
+        }
+        Err(e) => panic!(
+            "{test}: libvirt is not reachable at {URI}: {e}\nstart the daemons (`virtlogd -d; \
+             libvirtd -d`, as .ci/run does) or set SKIFF_SKIP_LIBVIRT=1 to skip this test"
+        ),
+    }
+}
+
+/// Destroys and undefines the domain when the test ends, passed or failed.
+struct DomainGuard<'a> {
+    h: &'a LibvirtHypervisor,
+    name: String,
+}
+
+impl Drop for DomainGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.h.destroy(&self.name);
+        let _ = self.h.undefine(&self.name);
+    }
+}
+
+fn power(h: &LibvirtHypervisor, name: &str) -> Option<DomainPower> {
+    h.list()
+        .expect("list")
+        .into_iter()
+        .find(|d| d.name == name)
+        .map(|d| d.power)
+}
+
+/// Waits until the console log holds `line`; returns how long that took.
+fn wait_for_line(log: &Path, line: &str, deadline: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        if String::from_utf8_lossy(&text).contains(line) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "no {line:?} on the console within {deadline:?}; console log {}:\n{}",
+            log.display(),
+            String::from_utf8_lossy(&text)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn real_guest_lifecycle() {
+    let test = "real_guest_lifecycle";
+    let dir = tempfile::tempdir().unwrap();
+    // libvirt runs QEMU as libvirt-qemu: it must traverse the directory of the disk.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(h) = connect(test, &dir.path().join("console")) else {
+        return;
+    };
+    assert_eq!(h.domain_type(), DomainType::Qemu);
+    let guest = test_guest().expect("building the test guest");
+
+    let disk = dir.path().join("disk0.qcow2");
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg("64M")
+        .output()
+        .expect("running qemu-img");
+    assert!(out.status.success(), "qemu-img: {out:?}");
+
+    let name = format!("skiff-test-{}", std::process::id());
+    let spec = DomainSpec {
+        name: name.clone(),
+        memory_mib: 256,
+        vcpus: 1,
+        disks: vec![DiskSpec {
+            image: None,
+            size_gib: 1,
+            pool: None,
+        }],
+        nics: Vec::new(),
+        boot_order: Vec::new(),
+        iso: None,
+        generation: 3,
+        disk_paths: vec![disk.clone()],
+        direct_boot: Some(DirectBoot {
+            kernel: guest.kernel.clone(),
+            initrd: Some(guest.initrd.clone()),
+            cmdline: guest.cmdline(),
+        }),
+    };
+    let _guard = DomainGuard {
+        h: &h,
+        name: name.clone(),
+    };
+
+    h.define(&spec).expect("define");
+    let info = h.list().unwrap().into_iter().find(|d| d.name == name);
+    assert_eq!(
+        info.map(|d| (d.power, d.generation)),
+        Some((DomainPower::Shutoff, 3))
+    );
+    let blk = Command::new("virsh")
+        .args(["-c", URI, "domblklist", &name])
+        .output()
+        .expect("virsh");
+    assert!(
+        String::from_utf8_lossy(&blk.stdout).contains(disk.to_str().unwrap()),
+        "the qcow2 disk is not attached: {blk:?}"
+    );
+
+    let log = h.console_log(&name).unwrap();
+    h.start(&name).expect("start");
+    assert_eq!(power(&h, &name), Some(DomainPower::Running));
+    let boot = wait_for_line(&log, READY_LINE, BOOT_DEADLINE);
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: boot to {READY_LINE} took {:.1} s (TCG)",
+        boot.as_secs_f64()
+    );
+
+    h.suspend(&name).expect("suspend");
+    assert_eq!(power(&h, &name), Some(DomainPower::Paused));
+    h.resume(&name).expect("resume");
+    assert_eq!(power(&h, &name), Some(DomainPower::Running));
+    h.reboot(&name).expect("reboot");
+    assert_eq!(power(&h, &name), Some(DomainPower::Running));
+
+    // busybox's init ignores the ACPI power button: the shutdown ends forced.
+    let started = Instant::now();
+    let outcome = h.shutdown(&name, Duration::from_secs(3)).expect("shutdown");
+    assert_eq!(outcome, ShutdownOutcome::Forced);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(power(&h, &name), Some(DomainPower::Shutoff));
+
+    h.undefine(&name).expect("undefine");
+    assert_eq!(power(&h, &name), None);
+    assert!(!log.exists(), "the console log goes with the domain");
+}
