@@ -19,16 +19,16 @@
 //!   its lease has run out first. A new leader counts from its own start: an old leader answers
 //!   renewals only under its lease, which ends before a new leader is elected.
 //!
-//! Limitation (written down in docs/design/tasks-and-reconciliation.md): the node learns which of
-//! its servers are highly available from the leader's `Ensure` requests, in memory; an agent that
-//! restarts *during* a partition does not know them and does not fence.
+//! Which servers are highly available is kept with each domain (libvirt: in Skiff's metadata), and
+//! the lease's end is written to `DATA_DIR/ha-lease` at each renewal, so an agent that restarts
+//! (during a partition, say) still knows both and fences in time. Without that file (a first
+//! start) a node's lease counts as run out until its first renewal.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use skiff_cluster::agentproto::{DomainPower, LeaseReply};
-use skiff_cluster::state::ServerRecord;
 use skiff_cluster::transport::{PeerInfo, RequestHandler, ALPN_LEASE};
 use tracing::{info, warn};
 
@@ -52,8 +52,6 @@ pub struct Fencing {
     /// This node's `[ha] fence_after_secs` (in force while it leads).
     fence_after: Duration,
     // Compute side.
-    /// Highly available servers on this node, as the leader's `Ensure`s said.
-    ha: Mutex<HashSet<String>>,
     /// Until when this node may run them; `None` until the first renewal.
     lease_until: Mutex<Option<Instant>>,
     /// Servers this node powered off by fencing, in order (for logs and tests).
@@ -67,7 +65,6 @@ impl Fencing {
     pub fn new(fence_after: Duration) -> Arc<Self> {
         Arc::new(Fencing {
             fence_after,
-            ha: Mutex::new(HashSet::new()),
             lease_until: Mutex::new(None),
             fenced: Mutex::new(Vec::new()),
             renewals: Mutex::new(HashMap::new()),
@@ -76,21 +73,6 @@ impl Fencing {
 
     pub fn fence_after(&self) -> Duration {
         self.fence_after
-    }
-
-    /// Compute side: the leader asked for `server` on this node.
-    pub fn note_server(&self, server: &ServerRecord) {
-        let mut ha = lock(&self.ha);
-        if server.spec.ha {
-            ha.insert(server.name.clone());
-        } else {
-            ha.remove(&server.name);
-        }
-    }
-
-    /// Compute side: the server left this node.
-    pub fn forget_server(&self, name: &str) {
-        lock(&self.ha).remove(name);
     }
 
     /// Compute side: whether this node holds a lease now.
@@ -164,6 +146,10 @@ pub async fn run(node: Weak<Node>, hypervisor: Arc<dyn Hypervisor>) {
     let Some(mut stop) = node.upgrade().map(|n| n.shutdown_signal()) else {
         return;
     };
+    if let Some(n) = node.upgrade() {
+        let until = saved_lease(&n.data_dir).unwrap_or_else(Instant::now);
+        lock(&n.fencing.lease_until).get_or_insert(until);
+    }
     loop {
         let Some(n) = node.upgrade() else { return };
         let fencing = n.fencing.clone();
@@ -178,6 +164,34 @@ pub async fn run(node: Weak<Node>, hypervisor: Arc<dyn Hypervisor>) {
             _ = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+const LEASE_FILE: &str = "ha-lease";
+
+/// Writes the lease's end (Unix milliseconds) for the next start of the agent.
+fn save_lease(data_dir: &std::path::Path, until: Instant) {
+    let left = until.saturating_duration_since(Instant::now());
+    let at = std::time::SystemTime::now() + left;
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let tmp = data_dir.join(format!("{LEASE_FILE}.tmp"));
+    let ok = std::fs::write(&tmp, ms.to_string())
+        .and_then(|()| std::fs::rename(&tmp, data_dir.join(LEASE_FILE)));
+    if let Err(e) = ok {
+        warn!(error = %e, "cannot save the HA lease");
+    }
+}
+
+/// The lease's end a previous run of the agent saved, as an instant of this run.
+fn saved_lease(data_dir: &std::path::Path) -> Option<Instant> {
+    let text = std::fs::read_to_string(data_dir.join(LEASE_FILE)).ok()?;
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(text.trim().parse().ok()?);
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(Instant::now() + left)
 }
 
 /// One renewal attempt with the leader the node knows of.
@@ -198,21 +212,19 @@ async fn renew(node: &Node, timeout: Duration) {
             info!("HA lease renewed with the leader after it had run out");
         }
         *lease = Some(until);
+        drop(lease);
+        save_lease(&node.data_dir, until);
     }
 }
 
 /// Powers off the highly available servers this node runs.
 async fn fence(fencing: &Arc<Fencing>, hypervisor: &Arc<dyn Hypervisor>) {
-    let ha: HashSet<String> = lock(&fencing.ha).clone();
-    if ha.is_empty() {
-        return;
-    }
     let h = hypervisor.clone();
     let Ok(Ok(domains)) = tokio::task::spawn_blocking(move || h.list()).await else {
         return;
     };
     for d in domains {
-        if !ha.contains(&d.name) || !matches!(d.power, DomainPower::Running | DomainPower::Paused) {
+        if !d.ha || !matches!(d.power, DomainPower::Running | DomainPower::Paused) {
             continue;
         }
         warn!(server = %d.name, "HA lease lost: powering the server off (fencing) so that it can restart elsewhere");
@@ -242,6 +254,24 @@ mod tests {
         assert!(f.lost_long_enough("n1", Instant::now() - FENCE_MARGIN * 2));
         // ...unless this leader's term began later.
         assert!(!f.lost_long_enough("n1", Instant::now()));
+    }
+
+    #[test]
+    fn the_saved_lease_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(saved_lease(dir.path()).is_none(), "first start: no lease");
+        save_lease(dir.path(), Instant::now() + Duration::from_secs(30));
+        let left = saved_lease(dir.path())
+            .unwrap()
+            .saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(28) && left <= Duration::from_secs(30));
+        save_lease(dir.path(), Instant::now());
+        assert!(saved_lease(dir.path()).unwrap() <= Instant::now());
+        std::fs::write(dir.path().join(LEASE_FILE), "garbage").unwrap();
+        assert!(
+            saved_lease(dir.path()).is_none(),
+            "a damaged file is no lease"
+        );
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn real_guest_lifecycle() {
         boot_order: Vec::new(),
         iso: None,
         generation: 3,
+        ha: false,
         disk_paths: vec![disk.clone()],
         direct_boot: Some(DirectBoot {
             kernel: guest.kernel.clone(),

@@ -89,7 +89,6 @@ impl AgentHandler {
         if let Some(f) = &self.fencing {
             match &req {
                 AgentRequest::Ensure { server, .. } => {
-                    f.note_server(server);
                     if server.spec.ha
                         && server.desired != skiff_cluster::state::servers::PowerState::Stopped
                         && !f.holds_lease()
@@ -103,8 +102,7 @@ impl AgentHandler {
                         );
                     }
                 }
-                AgentRequest::Remove { name } => f.forget_server(name),
-                AgentRequest::Report => {}
+                AgentRequest::Remove { .. } | AgentRequest::Report => {}
             }
         }
         let (node, generation) = (self.node.clone(), self.generation);

@@ -151,7 +151,11 @@ pub fn domain_xml(
     let generation = spec.generation.to_string();
     w.empty(
         "skiff:server",
-        &[("xmlns:skiff", SKIFF_XMLNS), ("generation", &generation)],
+        &[
+            ("xmlns:skiff", SKIFF_XMLNS),
+            ("generation", &generation),
+            ("ha", if spec.ha { "true" } else { "false" }),
+        ],
     )?;
     w.close("metadata");
     w.text_element("memory", &[("unit", "MiB")], &spec.memory_mib.to_string())?;
@@ -238,12 +242,33 @@ pub fn domain_xml(
 /// The generation in a Skiff metadata element as libvirt returns it
 /// (`<skiff:server xmlns:skiff="..." generation="7"/>`); `None` when it has none.
 pub fn parse_generation(metadata: &str) -> Option<u64> {
-    let start = metadata.find("generation=")? + "generation=".len();
+    attribute(metadata, "generation")?.parse().ok()
+}
+
+/// Whether a Skiff metadata element marks the server highly available (`ha="true"`), so that
+/// the node fences it even after its agent restarted.
+pub fn parse_ha(metadata: &str) -> bool {
+    attribute(metadata, "ha") == Some("true")
+}
+
+/// The value of attribute `name` (preceded by whitespace) in a one-element metadata string.
+fn attribute<'a>(metadata: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("{name}=");
+    let start = metadata
+        .match_indices(&key)
+        .find(|(i, _)| {
+            metadata[..*i]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_whitespace)
+        })?
+        .0
+        + key.len();
     let rest = metadata.get(start..)?;
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let rest = rest.get(1..)?;
     let end = rest.find(quote)?;
-    rest.get(..end)?.parse().ok()
+    rest.get(..end)
 }
 
 fn path_str<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, DomainXmlError> {
@@ -365,6 +390,7 @@ mod tests {
             boot_order: Vec::new(),
             iso: None,
             generation: 7,
+            ha: false,
             disk_paths: vec![PathBuf::from("/var/lib/skiff/disk0.qcow2")],
             direct_boot: None,
         }
@@ -405,7 +431,7 @@ mod tests {
     fn carries_metadata_disks_console_and_boot() {
         let x = xml(&spec("web-1"), DomainType::Qemu).unwrap();
         assert!(x.contains(&format!(
-            "<skiff:server xmlns:skiff='{SKIFF_XMLNS}' generation='7'/>"
+            "<skiff:server xmlns:skiff='{SKIFF_XMLNS}' generation='7' ha='false'/>"
         )));
         assert!(x.contains("<source file='/var/lib/skiff/disk0.qcow2'/>"));
         assert!(x.contains("<target dev='vda' bus='virtio'/>"));
@@ -535,5 +561,9 @@ mod tests {
         assert_eq!(parse_generation("<server/>"), None);
         assert_eq!(parse_generation("<server generation=\"x\"/>"), None);
         assert_eq!(parse_generation("<server generation=\"5/>"), None);
+        assert!(parse_ha("<server generation='3' ha='true'/>"));
+        assert!(!parse_ha("<server generation='3' ha='false'/>"));
+        assert!(!parse_ha("<server generation='3' sha='true'/>"));
+        assert!(!parse_ha("<server generation='3'/>"));
     }
 }

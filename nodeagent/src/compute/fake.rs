@@ -146,6 +146,7 @@ impl Hypervisor for FakeHypervisor {
                     name: name.clone(),
                     power: d.power,
                     generation: d.spec.generation,
+                    ha: d.spec.ha,
                 })
                 .collect())
         })
@@ -259,6 +260,7 @@ mod tests {
             boot_order: Vec::new(),
             iso: None,
             generation,
+            ha: false,
             disk_paths: Vec::new(),
             direct_boot: None,
         }

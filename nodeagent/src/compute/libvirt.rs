@@ -144,6 +144,12 @@ impl LibvirtHypervisor {
 
 /// Skiff's generation in a domain's persistent metadata; `None` when it is not Skiff's.
 fn generation(dom: &Domain) -> Result<Option<u64>, VirtError> {
+    Ok(skiff_metadata(dom)?.map(|(generation, _)| generation))
+}
+
+/// Skiff's generation and HA flag in a domain's persistent metadata; `None` when it is not
+/// Skiff's.
+fn skiff_metadata(dom: &Domain) -> Result<Option<(u64, bool)>, VirtError> {
     if !dom.is_persistent()? {
         return Ok(None);
     }
@@ -152,7 +158,7 @@ fn generation(dom: &Domain) -> Result<Option<u64>, VirtError> {
         Some(SKIFF_XMLNS),
         virt::sys::VIR_DOMAIN_AFFECT_CONFIG,
     ) {
-        Ok(xml) => Ok(domain_xml::parse_generation(&xml)),
+        Ok(xml) => Ok(domain_xml::parse_generation(&xml).map(|g| (g, domain_xml::parse_ha(&xml)))),
         Err(e) if e.code() == Enum::Known(ErrorNumber::NoDomainMetadata) => Ok(None),
         Err(e) => Err(e),
     }
@@ -160,13 +166,14 @@ fn generation(dom: &Domain) -> Result<Option<u64>, VirtError> {
 
 /// What `list` reports of a domain; `None` when it is not Skiff's.
 fn managed_info(dom: &Domain) -> Result<Option<DomainInfo>, VirtError> {
-    let Some(generation) = generation(dom)? else {
+    let Some((generation, ha)) = skiff_metadata(dom)? else {
         return Ok(None);
     };
     Ok(Some(DomainInfo {
         name: dom.name()?,
         power: power_of(dom)?,
         generation,
+        ha,
     }))
 }
 
@@ -415,6 +422,7 @@ mod tests {
             boot_order: Vec::new(),
             iso: None,
             generation,
+            ha: false,
             disk_paths: Vec::new(),
             direct_boot: None,
         }
@@ -434,7 +442,8 @@ mod tests {
             Some(DomainInfo {
                 name: name.clone(),
                 power: Shutoff,
-                generation: 1
+                generation: 1,
+                ha: false,
             })
         );
         h.start(&name).unwrap();

@@ -42,6 +42,8 @@ pub struct DomainSpec {
     pub iso: Option<String>,
     /// The server record's generation, kept with the domain (libvirt: in its metadata).
     pub generation: u64,
+    /// Highly available: kept with the domain too (see [`crate::fencing`]).
+    pub ha: bool,
     /// The resolved qcow2 file of each entry of `disks`, in the same order (the agent fills it
     /// from its image store; empty until then).
     pub disk_paths: Vec<PathBuf>,
@@ -69,6 +71,7 @@ impl DomainSpec {
             boot_order: s.spec.boot_order.clone(),
             iso: s.spec.iso.clone(),
             generation: s.generation,
+            ha: s.spec.ha,
             disk_paths: Vec::new(),
             direct_boot: None,
         }
@@ -81,6 +84,8 @@ pub struct DomainInfo {
     pub name: String,
     pub power: DomainPower,
     pub generation: u64,
+    /// Highly available (kept with the domain, so fencing works after an agent restart).
+    pub ha: bool,
 }
 
 /// How a graceful shutdown ended.
