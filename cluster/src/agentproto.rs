@@ -99,6 +99,24 @@ pub struct AgentReport {
     pub hypervisor: String,
     /// The Skiff-managed domains, sorted by name.
     pub domains: Vec<DomainReport>,
+    /// Live figures of the running servers (rates over the agent's last sampling interval).
+    #[serde(default)]
+    pub figures: Vec<ServerFigures>,
+}
+
+/// What a running server uses, measured by its node's agent over its last sampling interval
+/// (about 2 s). Integers so that figures compare exactly.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerFigures {
+    pub name: String,
+    /// CPU in thousandths of one host core (1500: one and a half cores busy).
+    pub cpu_milli: u64,
+    /// Memory the guest has (MiB).
+    pub memory_mib: u64,
+    pub disk_read_bps: u64,
+    pub disk_write_bps: u64,
+    pub net_rx_bps: u64,
+    pub net_tx_bps: u64,
 }
 
 /// Why an agent could not do what it was asked.

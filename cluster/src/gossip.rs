@@ -39,6 +39,8 @@ pub mod keys {
     pub const CORES: &str = "cores";
     pub const MEMORY_TOTAL: &str = "memory_total";
     pub const MEMORY_USED: &str = "memory_used";
+    /// CPU in use on the machine, thousandths of a core.
+    pub const CPU: &str = "cpu_milli";
     /// JSON array of `{name, total, used}`.
     pub const STORAGE: &str = "storage";
     pub const SERVERS: &str = "servers";

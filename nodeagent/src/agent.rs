@@ -314,11 +314,19 @@ pub enum ProposeError {
 async fn publish_figures(node: Arc<Node>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut n = 0u64;
+    let mut cpu_before = figures::cpu_times();
     loop {
         tick.tick().await;
         n += 1;
         if n % 10 == 1 {
             let f = figures::measure(&node.data_dir);
+            let cpu_now = figures::cpu_times();
+            if let (Some(a), Some(b)) = (cpu_before, cpu_now) {
+                node.gossip
+                    .set(keys::CPU, figures::cpu_milli(a, b, f.cores))
+                    .await;
+            }
+            cpu_before = cpu_now;
             node.gossip.set(keys::CORES, f.cores).await;
             node.gossip.set(keys::MEMORY_TOTAL, f.memory_total).await;
             node.gossip.set(keys::MEMORY_USED, f.memory_used).await;

@@ -1,4 +1,4 @@
-//! This machine's capacity and use: cores, memory, and storage per pool, as gossiped.
+//! This machine's capacity and use: cores, CPU in use, memory, and storage per pool, as gossiped.
 
 use std::path::Path;
 
@@ -34,6 +34,39 @@ pub fn parse_meminfo(text: &str) -> (u64, u64) {
     (field("MemTotal:"), field("MemAvailable:"))
 }
 
+/// CPU times of the whole machine from the first line of `/proc/stat` (clock ticks): `(busy,
+/// total)`, where busy leaves out idle and iowait.
+pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    if fields.len() < 5 {
+        return None;
+    }
+    let total: u64 = fields.iter().sum();
+    let idle = fields[3] + fields[4];
+    Some((total.saturating_sub(idle), total))
+}
+
+/// CPU in use between two `/proc/stat` samples, in thousandths of a core.
+pub fn cpu_milli(prev: (u64, u64), cur: (u64, u64), cores: u32) -> u64 {
+    let total = cur.1.saturating_sub(prev.1);
+    if total == 0 {
+        return 0;
+    }
+    let busy = cur.0.saturating_sub(prev.0).min(total);
+    busy * 1000 * u64::from(cores) / total
+}
+
+/// The machine's CPU times now (see [`parse_proc_stat`]).
+pub fn cpu_times() -> Option<(u64, u64)> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
 /// Measures the machine; the data dir's file system is the local storage pool.
 pub fn measure(data_dir: &Path) -> NodeFigures {
     let cores = std::thread::available_parallelism()
@@ -64,6 +97,18 @@ pub fn measure(data_dir: &Path) -> NodeFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_use_comes_from_two_samples_of_proc_stat() {
+        let a = parse_proc_stat("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4 5\n").unwrap();
+        assert_eq!(a, (200, 1000));
+        let b = parse_proc_stat("cpu  400 0 100 800 100 0 0 0 0 0\n").unwrap();
+        // 300 busy ticks out of 400 on 2 cores: 1.5 cores.
+        assert_eq!(cpu_milli(a, b, 2), 1500);
+        assert_eq!(cpu_milli(a, a, 2), 0);
+        assert_eq!(parse_proc_stat("garbage"), None);
+        assert_eq!(parse_proc_stat("cpu  1 x 3"), None);
+    }
 
     #[test]
     fn meminfo_parses() {

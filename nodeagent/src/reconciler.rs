@@ -202,6 +202,7 @@ pub fn plan_drift(
             actual_generation: None,
             convergence: Convergence::InSync,
             note: String::new(),
+            figures: None,
         };
         let task = tasks.get(&s.name).copied().unwrap_or(ServerTasks::Idle);
         match s.node.as_ref().map(|n| (n, reports.get(n))) {
@@ -228,6 +229,7 @@ pub fn plan_drift(
             }
             Some((n, Some(NodeReport::Report(r)))) => {
                 let d = r.domains.iter().find(|d| d.name == s.name);
+                a.figures = r.figures.iter().find(|f| f.name == s.name).cloned();
                 a.power = d.map(|d| d.power);
                 a.actual_generation = d.map(|d| d.generation);
                 let in_sync =
@@ -950,6 +952,7 @@ mod tests {
             node: node.into(),
             agent_generation: 1,
             hypervisor: "fake".into(),
+            figures: Vec::new(),
             domains: domains
                 .iter()
                 .map(|(n, p, g)| DomainReport {

@@ -115,6 +115,13 @@ async fn events_are_per_user_and_follow_the_leader() {
                 assert_eq!(nodes.len(), 3);
                 saw_nodes = true;
             }
+            ApiEvent::Servers { servers } => {
+                // Alice sees the figures of her own servers only.
+                assert!(
+                    servers.iter().all(|f| f.name.starts_with("alice-")),
+                    "{servers:?}"
+                );
+            }
             ApiEvent::Lagged | ApiEvent::Unknown => {}
         }
     };

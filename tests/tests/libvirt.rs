@@ -155,6 +155,15 @@ fn real_guest_lifecycle() {
         boot.as_secs_f64()
     );
 
+    // Live counters of the running guest: it has used CPU, and has its memory.
+    let stats = h.stats().expect("stats");
+    let s = stats
+        .iter()
+        .find(|s| s.name == name)
+        .expect("the running domain has counters");
+    assert!(s.cpu_time_ns > 0, "{s:?}");
+    assert_eq!(s.memory_kib, 256 * 1024, "{s:?}");
+
     h.suspend(&name).expect("suspend");
     assert_eq!(power(&h, &name), Some(DomainPower::Paused));
     h.resume(&name).expect("resume");

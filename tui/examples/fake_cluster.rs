@@ -44,6 +44,7 @@ fn nodes(tick: u64, leader_addr: &str) -> Vec<NodeView> {
                 cores: 4 * (1 + i as u32 % 4),
                 memory_total: total,
                 memory_used: total * (10 + wave * 85 / 100) / 100,
+                cpu_milli: 0,
                 storage: vec![PoolUsage {
                     name: "local".into(),
                     total: 500 * GIB,

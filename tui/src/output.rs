@@ -256,6 +256,7 @@ pub(crate) mod tests {
             memory_total: 16 * GIB * n,
             // 20% on node 1, 80% on node 2 (sample_nodes marks node 3 down with nothing used).
             memory_used: 16 * GIB * n * (20 + 60 * (n - 1)) / 100,
+            cpu_milli: 0,
             storage: vec![PoolUsage {
                 name: "local".into(),
                 total: 500 * GIB,

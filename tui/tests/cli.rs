@@ -27,6 +27,7 @@ fn node(name: &str, leader: bool) -> NodeView {
         cores: 4,
         memory_total: 8 << 30,
         memory_used: 2 << 30,
+        cpu_milli: 0,
         storage: vec![PoolUsage {
             name: "local".into(),
             total: 100 << 30,

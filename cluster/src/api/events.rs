@@ -37,6 +37,11 @@ pub enum ApiEvent {
     Task { task: TaskRecord },
     /// The nodes' figures, as `GET /api/v1/nodes` answers them (about every 2 s).
     Nodes { nodes: Vec<NodeView> },
+    /// Live figures of the running servers the subscriber may see (about every 2 s, right after
+    /// `nodes`).
+    Servers {
+        servers: Vec<crate::agentproto::ServerFigures>,
+    },
     /// The leader could not keep up with this subscriber and dropped events: re-read what you
     /// show (`GET` the lists) instead of relying on the missed deltas.
     Lagged,

@@ -46,6 +46,9 @@ pub struct ServerActual {
     pub convergence: Convergence,
     /// Why, in words (e.g. the last failure, or the high-availability decision).
     pub note: String,
+    /// Live figures while it runs (from its node's last report).
+    #[serde(default)]
+    pub figures: Option<crate::agentproto::ServerFigures>,
 }
 
 /// One compute node as the reconciler last heard from it.

@@ -46,6 +46,9 @@ pub struct NodeView {
     pub memory_total: u64,
     /// Bytes of memory in use.
     pub memory_used: u64,
+    /// CPU in use on the machine, in thousandths of a core (2000: two cores busy).
+    #[serde(default)]
+    pub cpu_milli: u64,
     pub storage: Vec<PoolUsage>,
     /// Number of servers (virtual machines) placed on the node.
     pub servers: u32,
@@ -135,6 +138,7 @@ mod tests {
             cores: 8,
             memory_total: 16 << 30,
             memory_used: 4 << 30,
+            cpu_milli: 0,
             storage: vec![PoolUsage {
                 name: "local".into(),
                 total: 100,
@@ -157,6 +161,7 @@ mod tests {
             "cores",
             "memory_total",
             "memory_used",
+            "cpu_milli",
             "storage",
             "servers",
         ] {

@@ -183,7 +183,7 @@ impl Subscriber {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 // Missing node figures are made good by the next ones; anything else is owed.
-                if !matches!(ev, ApiEvent::Nodes { .. }) {
+                if !matches!(ev, ApiEvent::Nodes { .. } | ApiEvent::Servers { .. }) {
                     self.lagged = true;
                 }
                 true
@@ -244,6 +244,16 @@ impl Subscriber {
                     let state = replica.state.read();
                     let nodes = node_views(&node, &state).await;
                     if !self.send(&tx, &ApiEvent::Nodes { nodes }) {
+                        return;
+                    }
+                    let servers: Vec<_> = crate::reconciler::actual_view(&node)
+                        .map(|v| v.servers)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|s| self.who.may_see(&s.owner))
+                        .filter_map(|s| s.figures)
+                        .collect();
+                    if !self.send(&tx, &ApiEvent::Servers { servers }) {
                         return;
                     }
                 }

@@ -49,6 +49,7 @@ fn view_of(
         cores: g.map(|g| g.get_u64(keys::CORES) as u32).unwrap_or(0),
         memory_total: g.map(|g| g.get_u64(keys::MEMORY_TOTAL)).unwrap_or(0),
         memory_used: g.map(|g| g.get_u64(keys::MEMORY_USED)).unwrap_or(0),
+        cpu_milli: g.map(|g| g.get_u64(keys::CPU)).unwrap_or(0),
         storage,
         servers: g.map(|g| g.get_u64(keys::SERVERS) as u32).unwrap_or(0),
     }

@@ -29,6 +29,8 @@ pub struct AgentHandler {
     fencing: Option<Arc<crate::fencing::Fencing>>,
     /// Makes and removes the servers' disk images (`None`: the fake hypervisor, no disks).
     disks: Option<super::disks::DiskProvisioner>,
+    /// The servers' latest live figures, for reports.
+    figures: Option<Arc<super::figures::Sampler>>,
 }
 
 impl AgentHandler {
@@ -41,7 +43,14 @@ impl AgentHandler {
             locks: Mutex::new(HashMap::new()),
             fencing: None,
             disks: None,
+            figures: None,
         }
+    }
+
+    /// Adds the servers' live figures from `sampler` to every report.
+    pub fn with_figures(mut self, sampler: Arc<super::figures::Sampler>) -> Self {
+        self.figures = Some(sampler);
+        self
     }
 
     /// Makes the disks of the servers it ensures, and removes them with the servers.
@@ -107,6 +116,11 @@ impl AgentHandler {
         }
         let (node, generation) = (self.node.clone(), self.generation);
         let disks = self.disks.clone();
+        let figures = self
+            .figures
+            .as_ref()
+            .map(|s| s.latest())
+            .unwrap_or_default();
         let work = tokio::task::spawn_blocking(move || match req {
             AgentRequest::Report => match h.list() {
                 Ok(domains) => AgentReply::Report(AgentReport {
@@ -114,6 +128,7 @@ impl AgentHandler {
                     agent_generation: generation,
                     hypervisor: h.kind().to_string(),
                     domains: domains.into_iter().map(report_of).collect(),
+                    figures,
                 }),
                 Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
             },

@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use skiff_cluster::agentproto::DomainPower;
 
-use super::{DomainInfo, DomainSpec, Hypervisor, HypervisorError, ShutdownOutcome};
+use super::{DomainInfo, DomainSpec, DomainStats, Hypervisor, HypervisorError, ShutdownOutcome};
 
 #[derive(Clone, Debug)]
 struct FakeDomain {
     spec: DomainSpec,
     power: DomainPower,
+    /// CPU time (ns) and bytes read, as tests make the "guest" use them.
+    cpu_time_ns: u64,
+    disk_read_bytes: u64,
 }
 
 #[derive(Default)]
@@ -71,6 +74,16 @@ impl FakeHypervisor {
         if !d.is_zero() {
             std::thread::sleep(d);
         }
+    }
+
+    /// Makes a running domain use `cpu_ns` of CPU and read `read_bytes` from its disks (tests).
+    pub fn add_usage(&self, name: &str, cpu_ns: u64, read_bytes: u64) {
+        self.with(|i| {
+            if let Some(d) = i.domains.get_mut(name) {
+                d.cpu_time_ns += cpu_ns;
+                d.disk_read_bytes += read_bytes;
+            }
+        });
     }
 
     /// Makes a domain crash, as a guest fault would (tests).
@@ -166,6 +179,8 @@ impl Hypervisor for FakeHypervisor {
                         FakeDomain {
                             spec: spec.clone(),
                             power: Shutoff,
+                            cpu_time_ns: 0,
+                            disk_read_bytes: 0,
                         },
                     );
                 }
@@ -203,6 +218,23 @@ impl Hypervisor for FakeHypervisor {
 
     fn reboot(&self, name: &str) -> Result<(), HypervisorError> {
         self.transition("reboot", name, &[Running], Running)
+    }
+
+    fn stats(&self) -> Result<Vec<DomainStats>, HypervisorError> {
+        self.with(|i| {
+            take_failure(i, "stats")?;
+            Ok(i.domains
+                .iter()
+                .filter(|(_, d)| d.power == Running)
+                .map(|(name, d)| DomainStats {
+                    name: name.clone(),
+                    cpu_time_ns: d.cpu_time_ns,
+                    memory_kib: d.spec.memory_mib * 1024,
+                    disk_read_bytes: d.disk_read_bytes,
+                    ..Default::default()
+                })
+                .collect())
+        })
     }
 
     fn undefine(&self, name: &str) -> Result<(), HypervisorError> {

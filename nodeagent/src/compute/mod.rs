@@ -23,6 +23,7 @@ pub mod agent_handler;
 pub mod disks;
 pub mod domain_xml;
 pub mod fake;
+pub mod figures;
 pub mod libvirt;
 
 /// Gossip key a compute node publishes with the kind of its hypervisor (`fake`, later `libvirt`);
@@ -88,6 +89,21 @@ pub struct DomainInfo {
     pub ha: bool,
 }
 
+/// Cumulative counters of one running domain, as the hypervisor keeps them (rates come from two
+/// samples: [`figures`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DomainStats {
+    pub name: String,
+    /// CPU time used since the domain started, all vCPUs (ns).
+    pub cpu_time_ns: u64,
+    /// Memory the guest has (KiB).
+    pub memory_kib: u64,
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+}
+
 /// How a graceful shutdown ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownOutcome {
@@ -136,14 +152,23 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn reboot(&self, name: &str) -> Result<(), HypervisorError>;
     /// Removes the definition of a stopped domain.
     fn undefine(&self, name: &str) -> Result<(), HypervisorError>;
+    /// Counters of the running managed domains (none by default).
+    fn stats(&self) -> Result<Vec<DomainStats>, HypervisorError> {
+        Ok(Vec::new())
+    }
 }
 
 /// How often a compute node publishes the number of its servers in gossip.
 pub const SERVERS_FIGURE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Publishes the hypervisor kind, then keeps the `servers` figure (domains on this node) current
-/// in gossip, until the node shuts down.
-async fn publish_servers(node: std::sync::Weak<Node>, h: Arc<dyn Hypervisor>) {
+/// Publishes the hypervisor kind, then keeps the `servers` figure (domains on this node) and the
+/// servers' summed CPU and memory current in gossip, sampling the servers' live figures into
+/// `sampler`, until the node shuts down.
+async fn publish_servers(
+    node: std::sync::Weak<Node>,
+    h: Arc<dyn Hypervisor>,
+    sampler: Arc<figures::Sampler>,
+) {
     let Some(mut stop) = node.upgrade().map(|n| n.shutdown_signal()) else {
         return;
     };
@@ -157,6 +182,15 @@ async fn publish_servers(node: std::sync::Weak<Node>, h: Arc<dyn Hypervisor>) {
             n.gossip
                 .set(skiff_cluster::gossip::keys::SERVERS, domains.len())
                 .await;
+        }
+        let stats = h.clone();
+        if let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || stats.stats()).await {
+            let figures = sampler.sample(std::time::Instant::now(), stats);
+            let Some(n) = node.upgrade() else { return };
+            let cpu: u64 = figures.iter().map(|f| f.cpu_milli).sum();
+            let memory: u64 = figures.iter().map(|f| f.memory_mib).sum();
+            n.gossip.set(figures::GOSSIP_SERVERS_CPU, cpu).await;
+            n.gossip.set(figures::GOSSIP_SERVERS_MEMORY, memory).await;
         }
         tokio::select! {
             _ = stop.changed() => return,
@@ -286,12 +320,18 @@ pub async fn start(node: &Arc<Node>) {
     } else {
         (None, None)
     };
+    let sampler = Arc::new(figures::Sampler::new());
     if let Some(h) = &hypervisor {
-        tokio::spawn(publish_servers(Arc::downgrade(node), h.clone()));
+        tokio::spawn(publish_servers(
+            Arc::downgrade(node),
+            h.clone(),
+            sampler.clone(),
+        ));
         tokio::spawn(crate::fencing::run(Arc::downgrade(node), h.clone()));
     }
     let mut handler = agent_handler::AgentHandler::new(node.name.clone(), hypervisor)
-        .with_fencing(node.fencing.clone());
+        .with_fencing(node.fencing.clone())
+        .with_figures(sampler);
     if let Some(d) = disks {
         handler = handler.with_disks(d);
     }
