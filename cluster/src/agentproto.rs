@@ -47,6 +47,21 @@ pub enum AgentRequest {
     },
     /// Stop (forcibly) and undefine the server if it exists.
     Remove { name: String },
+    /// The end of the server's serial console output (at most `max_bytes`).
+    Console {
+        name: String,
+        #[serde(default = "default_console_bytes")]
+        max_bytes: u64,
+    },
+}
+
+/// How much console output is sent when the request does not say.
+pub const CONSOLE_BYTES: u64 = 16 * 1024;
+/// The most console output one request may ask for.
+pub const MAX_CONSOLE_BYTES: u64 = 512 * 1024;
+
+fn default_console_bytes() -> u64 {
+    CONSOLE_BYTES
 }
 
 fn default_force_after() -> u64 {
@@ -141,6 +156,11 @@ pub enum AgentErrorCode {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum AgentReply {
     Report(AgentReport),
+    /// The end of a console's output; `truncated` when older output was left out.
+    Console {
+        text: String,
+        truncated: bool,
+    },
     /// The request was carried out; `log` says what was done (empty: nothing needed doing).
     Done {
         log: Vec<String>,
@@ -185,6 +205,7 @@ impl AgentRequest {
                 force_after_secs, ..
             } => WORK_TIMEOUT + std::time::Duration::from_secs(*force_after_secs),
             AgentRequest::Remove { .. } => WORK_TIMEOUT,
+            AgentRequest::Console { .. } => REPORT_TIMEOUT,
         }
     }
 
@@ -197,6 +218,7 @@ impl AgentRequest {
                 None => format!("ensure {} {:?}", server.name, server.desired),
             },
             AgentRequest::Remove { name } => format!("remove {name}"),
+            AgentRequest::Console { name, .. } => format!("console {name}"),
         }
     }
 }

@@ -1,7 +1,7 @@
-//! Live figures of servers, end to end on an in-process node running the in-memory
-//! `FakeHypervisor`: what a "guest" uses (CPU time, disk reads) is sampled by its agent, turned
-//! into rates, reported to the leader, shown in `/api/v1/actual`, summed into the node's gossip,
-//! and streamed to the cockpit as `servers` events.
+//! What a running server shows, end to end on an in-process node running the in-memory
+//! `FakeHypervisor`: live figures (what a "guest" uses is sampled by its agent, turned into rates,
+//! reported to the leader, shown in `/api/v1/actual`, summed into the node's gossip, and streamed
+//! to the cockpit as `servers` events), and its console output read through its agent.
 
 use std::time::{Duration, Instant};
 
@@ -123,5 +123,42 @@ async fn running_servers_report_live_figures() {
             .is_some_and(|s| s.figures.is_none())
     })
     .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_output_is_read_through_the_agent() {
+    let c = TestCluster::start(ClusterSpec::new(1, 1)).await;
+    c.wait_single_leader(LIMIT).await;
+    c.wait_figures(LIMIT).await;
+    let api = c.client();
+    let req: CreateServerRequest = serde_json::from_value(serde_json::json!({
+        "name": "chatty", "memory_mib": 128, "vcpus": 1, "start": true,
+    }))
+    .unwrap();
+    let t = api.create_server(&req).await.unwrap();
+    api.wait_task(t.task_id, LIMIT).await.unwrap();
+    let hv = fake::for_data_dir(&c.dirs[0]).unwrap();
+    hv.write_console("chatty", "booting\nlogin: \n");
+
+    let all = api.server_console("chatty", None).await.unwrap();
+    assert_eq!(
+        (all.text.as_str(), all.truncated, all.node.as_str()),
+        ("booting\nlogin: \n", false, "n0")
+    );
+    // A window that cuts a line starts at the next line.
+    let end = api.server_console("chatty", Some(10)).await.unwrap();
+    assert_eq!((end.text.as_str(), end.truncated), ("login: \n", true));
+
+    let status = |r: Result<_, skiff_cluster::api::client::ClientError>| match r {
+        Err(skiff_cluster::api::client::ClientError::Api { status, .. }) => status,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(status(api.server_console("chatty", Some(0)).await), 400);
+    assert_eq!(
+        status(api.server_console("chatty", Some(1 << 30)).await),
+        400
+    );
+    assert_eq!(status(api.server_console("nobody", None).await), 404);
     c.shutdown().await;
 }

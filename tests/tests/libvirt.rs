@@ -164,6 +164,10 @@ fn real_guest_lifecycle() {
     assert!(s.cpu_time_ns > 0, "{s:?}");
     assert_eq!(s.memory_kib, 256 * 1024, "{s:?}");
 
+    // The console as the agent serves it: the guest's ready line.
+    let (text, _) = h.console_tail(&name, 64 * 1024).expect("console");
+    assert!(text.contains(READY_LINE), "{text}");
+
     h.suspend(&name).expect("suspend");
     assert_eq!(power(&h, &name), Some(DomainPower::Paused));
     h.resume(&name).expect("resume");

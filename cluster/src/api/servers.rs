@@ -106,6 +106,16 @@ pub const SERVER_ACTIONS: &[&str] = &[
     "unmount_iso",
 ];
 
+/// `GET /api/v1/servers/{name}/console`: the end of the server's serial console output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleView {
+    pub server: String,
+    pub node: String,
+    pub text: String,
+    /// Older output was left out (ask for more with `bytes`).
+    pub truncated: bool,
+}
+
 /// Optional body of `POST /api/v1/servers/{name}/{action}`; each action reads its own field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +209,19 @@ impl ApiClient {
     ) -> Result<TaskAccepted, ClientError> {
         let path = format!("/servers/{}/{}", seg(name), seg(action));
         self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// `GET /api/v1/servers/{name}/console?bytes=N`.
+    pub async fn server_console(
+        &self,
+        name: &str,
+        bytes: Option<u64>,
+    ) -> Result<ConsoleView, ClientError> {
+        let mut path = format!("/servers/{}/console", seg(name));
+        if let Some(b) = bytes {
+            path.push_str(&format!("?bytes={b}"));
+        }
+        self.call::<(), _>(Method::GET, &path, None).await
     }
 
     /// `DELETE /api/v1/servers/{name}`.

@@ -65,6 +65,7 @@ mod tests {
         ("post", "/api/v1/servers"),
         ("get", "/api/v1/servers/{name}"),
         ("delete", "/api/v1/servers/{name}"),
+        ("get", "/api/v1/servers/{name}/console"),
         ("post", "/api/v1/servers/{name}/{action}"),
         ("get", "/api/v1/tasks"),
         ("get", "/api/v1/tasks/{id}"),

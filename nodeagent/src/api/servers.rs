@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
+use skiff_cluster::agentproto;
 use skiff_cluster::api::servers::{
-    CreateServerRequest, EvacuationMove, EvacuationView, MaintenanceRequest, MaintenanceView,
-    ServerActionRequest, ServerView, TaskAccepted,
+    ConsoleView, CreateServerRequest, EvacuationMove, EvacuationView, MaintenanceRequest,
+    MaintenanceView, ServerActionRequest, ServerView, TaskAccepted,
 };
 use skiff_cluster::state::servers::{check_name, check_spec, PlannedMove, ServerRecord};
 use skiff_cluster::state::{ClusterState, Command, CommandOutcome, ServerCommand, UserRole};
@@ -31,6 +32,7 @@ pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/api/v1/servers", get(list).post(create))
         .route("/api/v1/servers/{name}", get(show).delete(remove))
+        .route("/api/v1/servers/{name}/console", get(console))
         .route("/api/v1/servers/{name}/{action}", post(action))
         .route("/api/v1/nodes/{name}/maintenance", post(maintenance))
         .route("/api/v1/nodes/{name}/evacuate", post(evacuate))
@@ -134,6 +136,69 @@ pub(super) async fn show(
     let state = gate!(node, uri, caller, false);
     let (user, role) = who(&state, &caller)?;
     ok(ServerView::from(visible(&state, &user, role, &name)?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConsoleQuery {
+    bytes: Option<u64>,
+}
+
+/// The end of a server's serial console output, read by its node's agent.
+pub(super) async fn console(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<ConsoleQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Failure> {
+    let state = gate!(node, uri, caller, false);
+    let axum::extract::Query(q) = query.map_err(|e| Failure::bad_request(e.body_text()))?;
+    let max_bytes = q.bytes.unwrap_or(agentproto::CONSOLE_BYTES);
+    if !(1..=agentproto::MAX_CONSOLE_BYTES).contains(&max_bytes) {
+        return Err(Failure::bad_request(format!(
+            "bytes must be between 1 and {}",
+            agentproto::MAX_CONSOLE_BYTES
+        )));
+    }
+    let (user, role) = who(&state, &caller)?;
+    let server = visible(&state, &user, role, &name)?;
+    let unavailable = |m: String| Failure::new(StatusCode::CONFLICT, "node_unavailable", m);
+    let on = server
+        .node
+        .clone()
+        .ok_or_else(|| unavailable(format!("server {name} is on no node")))?;
+    let addr = state
+        .nodes
+        .get(&on)
+        .map(|n| n.addr)
+        .ok_or_else(|| unavailable(format!("node {on} is not a member")))?;
+    let req = agentproto::AgentRequest::Console {
+        name: name.clone(),
+        max_bytes,
+    };
+    let reply = node
+        .endpoint
+        .request(
+            addr,
+            skiff_cluster::transport::ALPN_AGENT,
+            req.encode(),
+            req.timeout(),
+        )
+        .await
+        .map_err(|e| unavailable(format!("node {on} did not answer: {e}")))?;
+    match agentproto::AgentReply::decode(&reply) {
+        Ok(agentproto::AgentReply::Console { text, truncated }) => ok(ConsoleView {
+            server: name,
+            node: on,
+            text,
+            truncated,
+        }),
+        Ok(agentproto::AgentReply::Error { message, .. }) => Err(unavailable(format!(
+            "node {on} cannot show the console of {name}: {message}"
+        ))),
+        Ok(_) | Err(_) => Err(unavailable(format!("node {on} gave an unexpected answer"))),
+    }
 }
 
 pub(super) async fn create(

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use skiff_cluster::agentproto::{
     AgentErrorCode, AgentReply, AgentReport, AgentRequest, DomainPower, DomainReport, PowerAction,
+    MAX_CONSOLE_BYTES,
 };
 use skiff_cluster::state::servers::PowerState;
 use skiff_cluster::state::ServerRecord;
@@ -89,6 +90,8 @@ impl AgentHandler {
             AgentRequest::Report => None,
             AgentRequest::Ensure { server, .. } => Some(server.name.clone()),
             AgentRequest::Remove { name } => Some(name.clone()),
+            // Reading the console needs no lock: it changes nothing.
+            AgentRequest::Console { .. } => None,
         };
         let lock = name.as_deref().map(|n| self.lock_for(n));
         let _guard = match &lock {
@@ -111,7 +114,9 @@ impl AgentHandler {
                         );
                     }
                 }
-                AgentRequest::Remove { .. } | AgentRequest::Report => {}
+                AgentRequest::Remove { .. }
+                | AgentRequest::Report
+                | AgentRequest::Console { .. } => {}
             }
         }
         let (node, generation) = (self.node.clone(), self.generation);
@@ -154,6 +159,12 @@ impl AgentHandler {
                     action,
                     Duration::from_secs(force_after_secs),
                 ))
+            }
+            AgentRequest::Console { name, max_bytes } => {
+                match h.console_tail(&name, max_bytes.min(MAX_CONSOLE_BYTES)) {
+                    Ok((text, truncated)) => AgentReply::Console { text, truncated },
+                    Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
+                }
             }
             AgentRequest::Remove { name } => {
                 let mut r = remove(h.as_ref(), &name);

@@ -20,6 +20,8 @@ struct FakeDomain {
     /// CPU time (ns) and bytes read, as tests make the "guest" use them.
     cpu_time_ns: u64,
     disk_read_bytes: u64,
+    /// What the "guest" wrote on its console (tests).
+    console: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -82,6 +84,15 @@ impl FakeHypervisor {
             if let Some(d) = i.domains.get_mut(name) {
                 d.cpu_time_ns += cpu_ns;
                 d.disk_read_bytes += read_bytes;
+            }
+        });
+    }
+
+    /// Makes the "guest" write `text` on its serial console (tests).
+    pub fn write_console(&self, name: &str, text: &str) {
+        self.with(|i| {
+            if let Some(d) = i.domains.get_mut(name) {
+                d.console.extend_from_slice(text.as_bytes());
             }
         });
     }
@@ -181,6 +192,7 @@ impl Hypervisor for FakeHypervisor {
                             power: Shutoff,
                             cpu_time_ns: 0,
                             disk_read_bytes: 0,
+                            console: Vec::new(),
                         },
                     );
                 }
@@ -218,6 +230,16 @@ impl Hypervisor for FakeHypervisor {
 
     fn reboot(&self, name: &str) -> Result<(), HypervisorError> {
         self.transition("reboot", name, &[Running], Running)
+    }
+
+    fn console_tail(&self, name: &str, max_bytes: u64) -> Result<(String, bool), HypervisorError> {
+        self.with(|i| {
+            let d = i
+                .domains
+                .get(name)
+                .ok_or_else(|| HypervisorError::NotFound(name.to_string()))?;
+            Ok(super::tail_text(&d.console, max_bytes))
+        })
     }
 
     fn stats(&self) -> Result<Vec<DomainStats>, HypervisorError> {

@@ -281,6 +281,20 @@ impl Hypervisor for LibvirtHypervisor {
         Ok(out)
     }
 
+    fn console_tail(&self, name: &str, max_bytes: u64) -> Result<(String, bool), HypervisorError> {
+        self.managed(name)?;
+        let path = self.console_log(name)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(super::tail_text(&bytes, max_bytes)),
+            // Never started since it was defined: no output yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((String::new(), false)),
+            Err(e) => Err(HypervisorError::Failed(format!(
+                "cannot read the console log {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
     fn stats(&self) -> Result<Vec<DomainStats>, HypervisorError> {
         let domains = self
             .conn

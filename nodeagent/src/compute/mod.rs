@@ -104,6 +104,22 @@ pub struct DomainStats {
     pub net_tx_bytes: u64,
 }
 
+/// The last `max_bytes` of `bytes` as text, starting at a line when one starts in that window,
+/// and whether anything was left out.
+pub fn tail_text(bytes: &[u8], max_bytes: u64) -> (String, bool) {
+    let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    if bytes.len() <= max {
+        return (String::from_utf8_lossy(bytes).into_owned(), false);
+    }
+    let mut start = bytes.len() - max;
+    if let Some(nl) = bytes[start..].iter().position(|b| *b == b'\n') {
+        if nl + 1 < bytes.len() - start {
+            start += nl + 1;
+        }
+    }
+    (String::from_utf8_lossy(&bytes[start..]).into_owned(), true)
+}
+
 /// How a graceful shutdown ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownOutcome {
@@ -152,6 +168,12 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn reboot(&self, name: &str) -> Result<(), HypervisorError>;
     /// Removes the definition of a stopped domain.
     fn undefine(&self, name: &str) -> Result<(), HypervisorError>;
+    /// The end of the domain's serial console output, at most `max_bytes` (cut at a line start
+    /// when it can be), and whether older output was left out.
+    fn console_tail(&self, name: &str, max_bytes: u64) -> Result<(String, bool), HypervisorError> {
+        let _ = max_bytes;
+        Err(HypervisorError::NotFound(name.to_string()))
+    }
     /// Counters of the running managed domains (none by default).
     fn stats(&self) -> Result<Vec<DomainStats>, HypervisorError> {
         Ok(Vec::new())

@@ -98,6 +98,16 @@ pub enum ServerCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// Show the end of a server's serial console output (read-only).
+    Console {
+        name: String,
+        /// How much of the end of the output, in bytes (1 to 524288).
+        #[arg(long, value_name = "N", default_value_t = 16384)]
+        bytes: u64,
+        /// Keep printing new output (every second) until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
     /// Start a server.
     Start {
         name: String,
@@ -386,6 +396,28 @@ async fn run_server(
             )?;
             return Ok(());
         }
+        ServerCommand::Console {
+            name,
+            bytes,
+            follow: keep,
+        } => {
+            let mut shown = String::new();
+            loop {
+                let c = client.server_console(&name, Some(bytes)).await?;
+                // Print what is new since the last look (all of it when the window moved on).
+                let new = match c.text.find(shown.as_str()) {
+                    Some(at) if !shown.is_empty() => &c.text[at + shown.len()..],
+                    _ => c.text.as_str(),
+                };
+                out.write_all(new.as_bytes())?;
+                out.flush()?;
+                if !keep {
+                    return Ok(());
+                }
+                shown = c.text;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
         ServerCommand::Remove { name, wait } => {
             let t = client.remove_server(&name).await?;
             out.write_all(task_line("remove", &name, &t).as_bytes())?;
@@ -579,6 +611,30 @@ mod tests {
             Some(Command::Servers(c)) => c,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn console_grammar() {
+        let c = servers(&["server", "console", "web", "--bytes", "100", "-f"]);
+        let ServersCli::Server(ServerCommand::Console {
+            name,
+            bytes,
+            follow,
+        }) = c
+        else {
+            panic!("{c:?}")
+        };
+        assert_eq!((name.as_str(), bytes, follow), ("web", 100, true));
+        let c = servers(&["server", "console", "web"]);
+        assert!(matches!(
+            c,
+            ServersCli::Server(ServerCommand::Console {
+                bytes: 16384,
+                follow: false,
+                ..
+            })
+        ));
+        assert!(parse(&["server", "console", "web", "--bytes", "x"]).is_err());
     }
 
     #[test]
