@@ -1,19 +1,18 @@
 //! End to end through the real parts: a one-node cluster whose agent drives libvirt at
-//! `qemu:///system` (TCG guests). A server created through the API gets a real qcow2 disk in the
-//! node-local pool and a real QEMU domain; it is powered off and on through the API, and removing
-//! it removes both the domain and the disk.
+//! `qemu:///system` (TCG guests), operated with the real `skiff` binary. `skiff server create`
+//! makes a real qcow2 disk in the node-local pool and a real QEMU domain; `shutdown`, `start`,
+//! `destroy` change its power as `virsh` sees it; `remove` removes both the domain and the disk.
 //!
 //! Without a reachable libvirtd the test fails with a clear message, unless
 //! `SKIFF_SKIP_LIBVIRT=1`, which makes it print `SKIPPED: ...` and return.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use skiff_cluster::api::client::ApiClient;
-use skiff_cluster::api::servers::{CreateServerRequest, ServerActionRequest};
-use skiff_cluster::api::tasks::TaskState;
 use skiff_cluster::config::HypervisorKind;
+use skiff_tests::bins;
 use skiff_tests::inprocess::{ClusterSpec, TestCluster};
 
 const URI: &str = "qemu:///system";
@@ -59,35 +58,58 @@ impl Drop for Guard {
     }
 }
 
-async fn run(api: &ApiClient, task: u64) {
-    let done = api.wait_task(task, LIMIT).await.expect("the task ends");
-    assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
+/// Runs the `skiff` binary with the admin credential; returns its stdout, failing on a non-zero exit.
+async fn skiff(cred: &Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(bins::path("skiff"))
+        .arg("--cred")
+        .arg(cred)
+        .args(args)
+        .output()
+        .await
+        .expect("run skiff");
+    assert!(
+        out.status.success(),
+        "skiff {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn servers_made_through_the_api_are_libvirt_domains_with_qcow2_disks() {
-    if !libvirt_reachable("servers_made_through_the_api_are_libvirt_domains_with_qcow2_disks") {
+async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
+    if !libvirt_reachable("skiff_server_create_start_stop_remove_drive_real_libvirt_domains") {
         return;
     }
     let mut spec = ClusterSpec::new(1, 1);
     spec.hypervisor = HypervisorKind::Libvirt;
     let c = TestCluster::start(spec).await;
     c.wait_single_leader(LIMIT).await;
-    let api = c.client();
     c.wait_figures(LIMIT).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cred = dir.path().join("admin.credential");
+    std::fs::write(&cred, c.cred.to_toml()).unwrap();
 
     let name = format!("e2e-{}", std::process::id());
     let _guard = Guard(name.clone());
-    let req: CreateServerRequest = serde_json::from_value(serde_json::json!({
-        "name": name,
-        "memory_mib": 128,
-        "vcpus": 1,
-        "disks": [{"size_gib": 1}],
-        "start": true,
-    }))
-    .expect("a valid request");
-    let t = api.create_server(&req).await.expect("create");
-    run(&api, t.task_id).await;
+    skiff(
+        &cred,
+        &[
+            "server",
+            "create",
+            &name,
+            "--memory",
+            "128",
+            "--vcpus",
+            "1",
+            "--disk-gib",
+            "1",
+            "--start",
+            "--wait",
+        ],
+    )
+    .await;
 
     // A real domain, running, whose disk is a real qcow2 image of the asked size.
     assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("running"));
@@ -107,24 +129,24 @@ async fn servers_made_through_the_api_are_libvirt_domains_with_qcow2_disks() {
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
     assert_eq!(info["format"], "qcow2");
     assert_eq!(info["virtual-size"], 1u64 << 30);
+    let listed: serde_json::Value =
+        serde_json::from_str(&skiff(&cred, &["server", "list", "-o", "json"]).await).unwrap();
+    assert_eq!(listed[0]["name"], name.as_str());
 
-    // Powered off and on again through the API.
-    let off = api
-        .server_action(&name, "destroy", &ServerActionRequest::default())
-        .await
-        .expect("destroy");
-    run(&api, off.task_id).await;
+    // Stopped (the disk has no OS, so nothing answers ACPI: forced after 2 s) and started again.
+    skiff(
+        &cred,
+        &["server", "shutdown", &name, "--force-after", "2", "--wait"],
+    )
+    .await;
     assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("shut off"));
-    let on = api
-        .server_action(&name, "start", &ServerActionRequest::default())
-        .await
-        .expect("start");
-    run(&api, on.task_id).await;
+    skiff(&cred, &["server", "start", &name, "--wait"]).await;
     assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("running"));
+    skiff(&cred, &["server", "destroy", &name, "--wait"]).await;
+    assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("shut off"));
 
     // Removed: no domain, no disk.
-    let rm = api.remove_server(&name).await.expect("remove");
-    run(&api, rm.task_id).await;
+    skiff(&cred, &["server", "remove", &name, "--wait"]).await;
     assert_eq!(virsh(&["domstate", &name]), None, "the domain is gone");
     assert!(!disk.exists(), "the disk is deleted");
     c.shutdown().await;
