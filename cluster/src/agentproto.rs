@@ -251,17 +251,7 @@ mod tests {
         ServerRecord {
             name: "web".into(),
             owner: "alice".into(),
-            spec: ServerSpec {
-                memory_mib: 512,
-                vcpus: 1,
-                disks: Vec::new(),
-                nics: Vec::new(),
-                boot_order: Vec::new(),
-                autostart: false,
-                lock_to_node: None,
-                ha: false,
-                iso: None,
-            },
+            spec: ServerSpec::new(512, 1),
             node: Some("n1".into()),
             desired: PowerState::Running,
             created_at: 1,

@@ -921,17 +921,7 @@ mod tests {
         ServerRecord {
             name: name.into(),
             owner: "alice".into(),
-            spec: ServerSpec {
-                memory_mib: 512,
-                vcpus: 1,
-                disks: Vec::new(),
-                nics: Vec::new(),
-                boot_order: Vec::new(),
-                autostart: false,
-                lock_to_node: None,
-                ha: false,
-                iso: None,
-            },
+            spec: ServerSpec::new(512, 1),
             node: Some(node.into()),
             desired,
             created_at: 1,

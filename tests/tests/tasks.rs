@@ -18,17 +18,7 @@ use skiff_tests::inprocess::{wait_until, ClusterSpec, TestCluster};
 const LIMIT: Duration = Duration::from_secs(40);
 
 fn spec() -> ServerSpec {
-    ServerSpec {
-        memory_mib: 256,
-        vcpus: 1,
-        disks: Vec::new(),
-        nics: Vec::new(),
-        boot_order: Vec::new(),
-        autostart: false,
-        lock_to_node: None,
-        ha: false,
-        iso: None,
-    }
+    ServerSpec::new(256, 1)
 }
 
 /// Proposes a server command on the leader as the admin; returns the task it opened.

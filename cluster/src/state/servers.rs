@@ -74,6 +74,24 @@ pub struct ServerSpec {
     pub iso: Option<String>,
 }
 
+impl ServerSpec {
+    /// A server of `memory_mib` and `vcpus` with nothing else: no disks, no NICs, default boot
+    /// order, not autostarted, not locked, not highly available, no ISO.
+    pub fn new(memory_mib: u64, vcpus: u32) -> Self {
+        ServerSpec {
+            memory_mib,
+            vcpus,
+            disks: Vec::new(),
+            nics: Vec::new(),
+            boot_order: Vec::new(),
+            autostart: false,
+            lock_to_node: None,
+            ha: false,
+            iso: None,
+        }
+    }
+}
+
 /// A server in the desired state.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServerRecord {
