@@ -285,9 +285,11 @@ async fn authenticate(
             id: token.id.clone(),
             secret_sha256: token.secret_sha256(),
         };
-        let owner = node
-            .state()
-            .and_then(|s| token_owner(&s, &auth).ok().map(|u| u.name.clone()));
+        // Looked up in place: copying the whole desired state per request would cost O(state).
+        let owner = node.replica.as_ref().and_then(|r| {
+            r.state
+                .with(|s| token_owner(s, &auth).ok().map(|u| u.name.clone()))
+        });
         if let (Some(cert_user), Some(owner)) = (&caller.user, &owner) {
             if cert_user != owner {
                 return Failure::new(
