@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use skiff_cluster::agentproto::{AgentReply, AgentRequest};
 use skiff_cluster::config::{NodeConfig, NodeFacts};
 use skiff_cluster::gossip::{keys, Gossip, GossipNode, GossipOptions};
 use skiff_cluster::identity::{self, IdentityFiles};
 use skiff_cluster::raft::{open_raft, ClusterRaft, RaftTimings, StateHandle};
 use skiff_cluster::state::{ClusterState, Command, CommandOutcome, NodeId, NodeRole, Proposal};
 use skiff_cluster::tls::TlsContext;
-use skiff_cluster::transport::{QuicEndpoint, ALPN_JOIN};
+use skiff_cluster::transport::{QuicEndpoint, ALPN_AGENT, ALPN_JOIN};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -51,6 +52,17 @@ pub struct Node {
     pub fencing: Arc<crate::fencing::Fencing>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Why a request to a node's agent got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentCallError {
+    #[error("node {0} is not a member")]
+    NotMember(String),
+    #[error("node {node} did not answer: {reason}")]
+    Unreachable { node: String, reason: String },
+    #[error("node {node} gave an unexpected answer: {reason}")]
+    Garbled { node: String, reason: String },
 }
 
 /// Where a node's leader is, as far as it knows.
@@ -294,6 +306,31 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Sends `req` to the agent of member node `to` (ALPN `skiff-agent/1`) and decodes its
+    /// answer. The one way the leader talks to agents: tasks, drift and the console API.
+    pub async fn call_agent(
+        &self,
+        to: &str,
+        req: &AgentRequest,
+    ) -> Result<AgentReply, AgentCallError> {
+        let addr = self
+            .state()
+            .and_then(|s| s.nodes.get(to).map(|n| n.addr))
+            .ok_or_else(|| AgentCallError::NotMember(to.to_string()))?;
+        let bytes = self
+            .endpoint
+            .request(addr, ALPN_AGENT, req.encode(), req.timeout())
+            .await
+            .map_err(|e| AgentCallError::Unreachable {
+                node: to.to_string(),
+                reason: e.to_string(),
+            })?;
+        AgentReply::decode(&bytes).map_err(|e| AgentCallError::Garbled {
+            node: to.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Gossip's view of every node.

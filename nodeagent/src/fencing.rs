@@ -156,7 +156,8 @@ pub async fn run(node: Weak<Node>, hypervisor: Arc<dyn Hypervisor>) {
         let interval = renew_interval(fencing.fence_after);
         renew(&n, interval).await;
         drop(n);
-        if !fencing.holds_lease() && lock(&fencing.lease_until).is_some() {
+        // The lease is set from the start (saved, or run out): a node without one fences.
+        if !fencing.holds_lease() {
             fence(&fencing, &hypervisor).await;
         }
         tokio::select! {

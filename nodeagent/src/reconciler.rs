@@ -16,7 +16,6 @@
 //! changes converge to the same result.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -35,7 +34,7 @@ use skiff_cluster::transport::ALPN_AGENT;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::agent::Node;
+use crate::agent::{AgentCallError, Node};
 use crate::compute::GOSSIP_HYPERVISOR;
 
 /// Time between two passes.
@@ -723,29 +722,21 @@ enum Sent {
 }
 
 async fn send(node: &Node, to: &str, req: AgentRequest) -> Sent {
-    let Some(addr): Option<SocketAddr> = node.state().and_then(|s| s.nodes.get(to).map(|n| n.addr))
-    else {
-        return Sent::Failed(format!("node {to} is not a member"), Vec::new());
-    };
-    let timeout = req.timeout();
-    match node
-        .endpoint
-        .request(addr, ALPN_AGENT, req.encode(), timeout)
-        .await
-    {
-        Err(e) => Sent::Unreachable(e.to_string()),
-        Ok(bytes) => match AgentReply::decode(&bytes) {
-            Ok(AgentReply::Done { log, .. }) => Sent::Done(log),
+    match node.call_agent(to, &req).await {
+        Err(e @ AgentCallError::NotMember(_)) => Sent::Failed(e.to_string(), Vec::new()),
+        Err(AgentCallError::Unreachable { reason, .. }) => Sent::Unreachable(reason),
+        Err(AgentCallError::Garbled { reason, .. }) => Sent::Failed(reason, Vec::new()),
+        Ok(reply) => match reply {
+            AgentReply::Done { log, .. } => Sent::Done(log),
             // A node without an HA lease yet (just started or just reconnected) will have one in
             // a moment: like an unreachable node, try again.
-            Ok(AgentReply::Error {
+            AgentReply::Error {
                 code: AgentErrorCode::NoLease,
                 message,
                 ..
-            }) => Sent::Unreachable(message),
-            Ok(AgentReply::Error { message, log, .. }) => Sent::Failed(message, log),
-            Ok(other) => Sent::Failed(format!("unexpected reply {other:?}"), Vec::new()),
-            Err(e) => Sent::Failed(e.to_string(), Vec::new()),
+            } => Sent::Unreachable(message),
+            AgentReply::Error { message, log, .. } => Sent::Failed(message, log),
+            other => Sent::Failed(format!("unexpected reply {other:?}"), Vec::new()),
         },
     }
 }

@@ -168,26 +168,11 @@ pub(super) async fn console(
         .node
         .clone()
         .ok_or_else(|| unavailable(format!("server {name} is on no node")))?;
-    let addr = state
-        .nodes
-        .get(&on)
-        .map(|n| n.addr)
-        .ok_or_else(|| unavailable(format!("node {on} is not a member")))?;
     let req = agentproto::AgentRequest::Console {
         name: name.clone(),
         max_bytes,
     };
-    let reply = node
-        .endpoint
-        .request(
-            addr,
-            skiff_cluster::transport::ALPN_AGENT,
-            req.encode(),
-            req.timeout(),
-        )
-        .await
-        .map_err(|e| unavailable(format!("node {on} did not answer: {e}")))?;
-    match agentproto::AgentReply::decode(&reply) {
+    match node.call_agent(&on, &req).await {
         Ok(agentproto::AgentReply::Console { text, truncated }) => ok(ConsoleView {
             server: name,
             node: on,
@@ -197,7 +182,8 @@ pub(super) async fn console(
         Ok(agentproto::AgentReply::Error { message, .. }) => Err(unavailable(format!(
             "node {on} cannot show the console of {name}: {message}"
         ))),
-        Ok(_) | Err(_) => Err(unavailable(format!("node {on} gave an unexpected answer"))),
+        Ok(_) => Err(unavailable(format!("node {on} gave an unexpected answer"))),
+        Err(e) => Err(unavailable(e.to_string())),
     }
 }
 
