@@ -198,3 +198,21 @@ fn target_dir() -> Result<PathBuf> {
         .map(Path::to_path_buf)
         .context("the test binary is not under target/PROFILE/deps")
 }
+
+/// What a libvirt test does when libvirt at `uri` is not reachable (`why`): returns `true` (skip,
+/// saying so on stderr) when `SKIFF_SKIP_LIBVIRT=1`, and fails the test with how to fix it
+/// otherwise. A missing libvirt never passes silently.
+pub fn skip_without_libvirt(test: &str, uri: &str, why: &str) -> bool {
+    if std::env::var("SKIFF_SKIP_LIBVIRT").as_deref() == Ok("1") {
+        // Straight to stderr, past the test harness's capture: a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {test}: libvirt is not reachable at {uri} ({why}); SKIFF_SKIP_LIBVIRT=1"
+        );
+        return true;
+    }
+    panic!(
+        "{test}: libvirt is not reachable at {uri}: {why}\nstart the daemons (`virtlogd -d; \
+         libvirtd -d`, as .ci/run does) or set SKIFF_SKIP_LIBVIRT=1 to skip this test"
+    );
+}

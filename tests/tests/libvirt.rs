@@ -19,7 +19,7 @@ use skiff_cluster::state::servers::DiskSpec;
 use skiff_nodeagent::compute::domain_xml::DomainType;
 use skiff_nodeagent::compute::libvirt::LibvirtHypervisor;
 use skiff_nodeagent::compute::{DirectBoot, DomainSpec, Hypervisor, ShutdownOutcome};
-use skiff_tests::guest::{test_guest, READY_LINE};
+use skiff_tests::guest::{skip_without_libvirt, test_guest, READY_LINE};
 
 const URI: &str = "qemu:///system";
 /// The most the guest may take from start to its ready line (TCG on a busy 2-core machine).
@@ -29,17 +29,10 @@ const BOOT_DEADLINE: Duration = Duration::from_secs(90);
 fn connect(test: &str, log_dir: &Path) -> Option<LibvirtHypervisor> {
     match LibvirtHypervisor::connect(URI, Accelerator::Tcg, log_dir) {
         Ok(h) => Some(h),
-        Err(e) if std::env::var("SKIFF_SKIP_LIBVIRT").as_deref() == Ok("1") => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: {test}: libvirt is not reachable at {URI} ({e}); SKIFF_SKIP_LIBVIRT=1"
-            );
+        Err(e) => {
+            skip_without_libvirt(test, URI, &e.to_string());
             None
         }
-        Err(e) => panic!(
-            "{test}: libvirt is not reachable at {URI}: {e}\nstart the daemons (`virtlogd -d; \
-             libvirtd -d`, as .ci/run does) or set SKIFF_SKIP_LIBVIRT=1 to skip this test"
-        ),
     }
 }
 

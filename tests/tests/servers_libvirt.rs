@@ -6,13 +6,13 @@
 //! Without a reachable libvirtd the test fails with a clear message, unless
 //! `SKIFF_SKIP_LIBVIRT=1`, which makes it print `SKIPPED: ...` and return.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use skiff_cluster::config::HypervisorKind;
 use skiff_tests::bins;
+use skiff_tests::guest::skip_without_libvirt;
 use skiff_tests::inprocess::{ClusterSpec, TestCluster};
 
 const URI: &str = "qemu:///system";
@@ -32,20 +32,7 @@ fn virsh(args: &[&str]) -> Option<String> {
 
 /// Whether libvirt answers; panics with how to fix it unless `SKIFF_SKIP_LIBVIRT=1`.
 fn libvirt_reachable(test: &str) -> bool {
-    if virsh(&["version"]).is_some() {
-        return true;
-    }
-    if std::env::var("SKIFF_SKIP_LIBVIRT").as_deref() == Ok("1") {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {test}: libvirt is not reachable at {URI}; SKIFF_SKIP_LIBVIRT=1"
-        );
-        return false;
-    }
-    panic!(
-        "{test}: libvirt is not reachable at {URI}: start the daemons (`virtlogd -d; libvirtd -d`, \
-         as .ci/run does) or set SKIFF_SKIP_LIBVIRT=1 to skip this test"
-    );
+    virsh(&["version"]).is_some() || !skip_without_libvirt(test, URI, "`virsh version` failed")
 }
 
 /// Destroys and undefines the domain when the test ends, passed or failed.
