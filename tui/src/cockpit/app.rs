@@ -36,13 +36,22 @@ pub enum Link {
 pub enum Key {
     Up,
     Down,
+    Left,
+    Right,
     Home,
     End,
     PageUp,
     PageDown,
-    Char(char),
+    Enter,
+    Tab,
+    BackTab,
+    Backspace,
+    Delete,
     Esc,
-    CtrlC,
+    /// A printable character (shifted letters arrive as upper case).
+    Char(char),
+    /// Control plus a letter, always lower case: `Ctrl('c')`.
+    Ctrl(char),
 }
 
 /// What the event loop must do after a key.
@@ -170,7 +179,7 @@ impl App {
 
     pub fn handle_key(&mut self, key: Key) -> Effect {
         match key {
-            Key::Char('q') | Key::CtrlC => return Effect::Quit,
+            Key::Char('q') | Key::Ctrl('c') => return Effect::Quit,
             Key::Esc if self.show_help => self.show_help = false,
             Key::Esc => return Effect::None,
             Key::Up | Key::Char('k') => self.move_by(-1),
@@ -181,7 +190,7 @@ impl App {
             Key::End | Key::Char('G') => self.select_index(self.nodes.len().saturating_sub(1)),
             Key::Char('?') => self.show_help = !self.show_help,
             Key::Char('r') => return Effect::Refresh,
-            Key::Char(_) => return Effect::None,
+            _ => return Effect::None,
         }
         Effect::Redraw
     }
@@ -269,7 +278,7 @@ mod tests {
     fn keys_for_quit_help_and_refresh() {
         let mut app = App::new("c", "u", "e");
         assert_eq!(app.handle_key(Key::Char('q')), Effect::Quit);
-        assert_eq!(app.handle_key(Key::CtrlC), Effect::Quit);
+        assert_eq!(app.handle_key(Key::Ctrl('c')), Effect::Quit);
         assert_eq!(app.handle_key(Key::Char('r')), Effect::Refresh);
         app.handle_key(Key::Char('?'));
         assert!(app.show_help);

@@ -11,13 +11,20 @@ pub fn key_of(event: KeyEvent) -> Option<Key> {
     }
     if event.modifiers.contains(KeyModifiers::CONTROL) {
         return match event.code {
-            KeyCode::Char('c') | KeyCode::Char('C') => Some(Key::CtrlC),
+            KeyCode::Char(c) if c.is_ascii_alphabetic() => Some(Key::Ctrl(c.to_ascii_lowercase())),
             _ => None,
         };
     }
     Some(match event.code {
         KeyCode::Up => Key::Up,
         KeyCode::Down => Key::Down,
+        KeyCode::Left => Key::Left,
+        KeyCode::Right => Key::Right,
+        KeyCode::Enter => Key::Enter,
+        KeyCode::Tab => Key::Tab,
+        KeyCode::BackTab => Key::BackTab,
+        KeyCode::Backspace => Key::Backspace,
+        KeyCode::Delete => Key::Delete,
         KeyCode::Home => Key::Home,
         KeyCode::End => Key::End,
         KeyCode::PageUp => Key::PageUp,
@@ -37,7 +44,7 @@ mod tests {
         let k = |code, mods| key_of(KeyEvent::new(code, mods));
         assert_eq!(
             k(KeyCode::Char('c'), KeyModifiers::CONTROL),
-            Some(Key::CtrlC)
+            Some(Key::Ctrl('c'))
         );
         assert_eq!(
             k(KeyCode::Char('q'), KeyModifiers::NONE),
@@ -49,7 +56,11 @@ mod tests {
         );
         assert_eq!(k(KeyCode::Down, KeyModifiers::NONE), Some(Key::Down));
         assert_eq!(k(KeyCode::F(1), KeyModifiers::NONE), None);
-        assert_eq!(k(KeyCode::Char('x'), KeyModifiers::CONTROL), None);
+        assert_eq!(
+            k(KeyCode::Char('X'), KeyModifiers::CONTROL),
+            Some(Key::Ctrl('x'))
+        );
+        assert_eq!(k(KeyCode::Char('1'), KeyModifiers::CONTROL), None);
         let mut release = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
         release.kind = KeyEventKind::Release;
         assert_eq!(key_of(release), None);

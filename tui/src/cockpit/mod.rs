@@ -12,16 +12,31 @@ pub mod view;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ratatui::backend::Backend;
 use ratatui::crossterm::event::{self, Event};
+use ratatui::layout::Rect;
+use ratatui::Terminal;
 use skiff_cluster::api::client::ApiClient;
 use tokio::sync::{mpsc, Notify};
 
-use app::{App, Effect};
+use app::{App, Effect, Key};
 
-/// How long the loop waits for a key before looking at the channel again.
-const INPUT_POLL: Duration = Duration::from_millis(50);
+/// The least time between two frames: at most about 30 frames a second, however fast news comes.
+pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+
+/// What a terminal sends the cockpit, already decoded: the local terminal (crossterm) and an SSH
+/// channel (its own byte parser) both feed a session through a channel of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Key(Key),
+    /// The terminal is now this many columns and rows.
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+}
 
 /// Restores the terminal when dropped, whether the loop ended normally or by an error.
 /// (A panic is handled by the hook `ratatui::try_init` installs.)
@@ -34,56 +49,126 @@ impl Drop for TerminalGuard {
 }
 
 /// Runs the cockpit on the local terminal until the operator quits.
-/// `runtime` runs the refresher; this thread draws and reads keys.
 pub fn run(runtime: &tokio::runtime::Runtime, client: Arc<ApiClient>, app: App) -> io::Result<()> {
-    let (tx, mut rx) = mpsc::channel(8);
-    let wake = Arc::new(Notify::new());
-    let refresher = {
-        let _entered = runtime.enter();
-        refresh::spawn(client, refresh::REFRESH_INTERVAL, tx, wake.clone())
-    };
-
+    let (tx, rx) = mpsc::channel(64);
+    // crossterm's reads block: they get a thread of their own, which ends with the process.
+    std::thread::spawn(move || read_terminal(tx));
     let mut terminal = ratatui::try_init()?;
     let guard = TerminalGuard;
-    let result = event_loop(&mut terminal, app, &mut rx, &wake);
+    let result = runtime.block_on(run_session(&mut terminal, client, app, rx));
     drop(guard);
-    refresher.abort();
     result
 }
 
-fn event_loop(
-    terminal: &mut ratatui::DefaultTerminal,
-    mut app: App,
-    updates: &mut mpsc::Receiver<app::Update>,
-    wake: &Notify,
-) -> io::Result<()> {
-    let mut dirty = true;
+/// Forwards the local terminal's keys and size changes until the session stops listening.
+fn read_terminal(inputs: mpsc::Sender<Input>) {
     loop {
-        while let Ok(update) = updates.try_recv() {
-            app.apply(update);
-            dirty = true;
+        let input = match event::read() {
+            Ok(Event::Key(key)) => match input::key_of(key) {
+                Some(key) => Input::Key(key),
+                None => continue,
+            },
+            Ok(Event::Resize(cols, rows)) => Input::Resize { cols, rows },
+            Ok(_) => continue,
+            Err(_) => return,
+        };
+        if inputs.blocking_send(input).is_err() {
+            return;
         }
+    }
+}
+
+/// Runs one cockpit session on any terminal until the operator quits or `inputs` closes: the
+/// local terminal and each SSH session are both one of these. Draws only when something changed,
+/// at most once per [`FRAME_INTERVAL`].
+pub async fn run_session<B: Backend>(
+    terminal: &mut Terminal<B>,
+    client: Arc<ApiClient>,
+    mut app: App,
+    mut inputs: mpsc::Receiver<Input>,
+) -> io::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let (tx, mut updates) = mpsc::channel(8);
+    let wake = Arc::new(Notify::new());
+    let refresher = refresh::spawn(client, refresh::REFRESH_INTERVAL, tx, wake.clone());
+    let _stop = AbortOnDrop(refresher);
+
+    let mut dirty = true;
+    let mut last_frame: Option<Instant> = None;
+    loop {
         if dirty {
-            terminal.draw(|frame| view::render(&app, frame))?;
-            dirty = false;
-        }
-        if !event::poll(INPUT_POLL)? {
+            let wait = last_frame
+                .map(|at| FRAME_INTERVAL.saturating_sub(at.elapsed()))
+                .unwrap_or_default();
+            if wait.is_zero() {
+                terminal
+                    .draw(|frame| view::render(&app, frame))
+                    .map_err(io::Error::other)?;
+                last_frame = Some(Instant::now());
+                dirty = false;
+                continue;
+            }
+            // Too soon for another frame: gather what else arrives until it is time.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                Some(update) = updates.recv() => app.apply(update),
+                input = inputs.recv() => match input {
+                    None => return Ok(()),
+                    Some(input) => if handle_input(terminal, &mut app, input, &wake)? { return Ok(()) },
+                },
+            }
             continue;
         }
-        match event::read()? {
-            Event::Key(key) => {
-                let Some(key) = input::key_of(key) else {
-                    continue;
-                };
-                match app.handle_key(key) {
-                    Effect::Quit => return Ok(()),
-                    Effect::Refresh => wake.notify_one(),
-                    Effect::Redraw => dirty = true,
-                    Effect::None => {}
-                }
+        tokio::select! {
+            Some(update) = updates.recv() => {
+                app.apply(update);
+                dirty = true;
             }
-            Event::Resize(_, _) => dirty = true,
-            _ => {}
+            input = inputs.recv() => match input {
+                None => return Ok(()),
+                Some(input) => {
+                    if handle_input(terminal, &mut app, input, &wake)? {
+                        return Ok(());
+                    }
+                    dirty = true;
+                }
+            },
         }
+    }
+}
+
+/// Applies one input; `true` when the operator quit.
+fn handle_input<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    input: Input,
+    wake: &Notify,
+) -> io::Result<bool>
+where
+    B::Error: Send + Sync + 'static,
+{
+    match input {
+        Input::Key(key) => match app.handle_key(key) {
+            Effect::Quit => return Ok(true),
+            Effect::Refresh => wake.notify_one(),
+            Effect::Redraw | Effect::None => {}
+        },
+        Input::Resize { cols, rows } => {
+            terminal
+                .resize(Rect::new(0, 0, cols, rows))
+                .map_err(io::Error::other)?;
+        }
+    }
+    Ok(false)
+}
+
+/// Stops a background task when the session that started it ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
