@@ -47,6 +47,18 @@ pub enum AgentRequest {
     },
     /// Stop (forcibly) and undefine the server if it exists.
     Remove { name: String },
+    /// Carry out `op` on the image `name` in the node's local pool. Idempotent: an image already
+    /// made, a snapshot already taken, an image already gone count as done.
+    Image {
+        name: String,
+        op: crate::state::ImageOp,
+    },
+    /// Carry out `op` for backup `id` of the pool images `files` (idempotent, like `Image`).
+    Backup {
+        id: u64,
+        files: Vec<String>,
+        op: crate::state::backups::BackupOp,
+    },
     /// The end of the server's serial console output (at most `max_bytes`).
     Console {
         name: String,
@@ -204,7 +216,9 @@ impl AgentRequest {
             AgentRequest::Ensure {
                 force_after_secs, ..
             } => WORK_TIMEOUT + std::time::Duration::from_secs(*force_after_secs),
-            AgentRequest::Remove { .. } => WORK_TIMEOUT,
+            AgentRequest::Remove { .. } | AgentRequest::Image { .. } => WORK_TIMEOUT,
+            // Copies of whole disks.
+            AgentRequest::Backup { .. } => WORK_TIMEOUT * 30,
             AgentRequest::Console { .. } => REPORT_TIMEOUT,
         }
     }
@@ -219,6 +233,8 @@ impl AgentRequest {
             },
             AgentRequest::Remove { name } => format!("remove {name}"),
             AgentRequest::Console { name, .. } => format!("console {name}"),
+            AgentRequest::Image { name, op } => format!("{} {name}", op.kind()),
+            AgentRequest::Backup { id, op, .. } => format!("{} {id}", op.kind()),
         }
     }
 }
@@ -340,5 +356,203 @@ impl LeaseReply {
     }
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+}
+
+/// The serial console protocol (ALPN `skiff-console/1`): on one bidirectional QUIC stream the
+/// leader sends one [`ConsoleOpen`] frame, the agent answers one [`ConsoleAnswer`] frame, and
+/// after an `Attached` answer the stream is a raw byte pipe: what the leader sends is typed on
+/// the console, what the agent sends is the console's output. Either side finishing its send
+/// half ends the session (the leader: the user detached; the agent: the console closed, e.g. the
+/// domain stopped). A frame is a 4-byte big-endian length and that many bytes of JSON, at most
+/// [`MAX_CONSOLE_FRAME`].
+pub mod console {
+    use serde::{Deserialize, Serialize};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    use super::ProtoError;
+
+    /// Largest header frame either side accepts.
+    pub const MAX_CONSOLE_FRAME: usize = 4096;
+    /// Time the leader gives an agent to open a console and answer.
+    pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// What the leader asks: attach to the serial console of domain `name`.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConsoleOpen {
+        pub name: String,
+    }
+
+    /// Why an agent could not attach.
+    #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ConsoleErrorCode {
+        /// The header was not a valid `ConsoleOpen`.
+        BadRequest,
+        /// The peer is not a cluster node.
+        Forbidden,
+        /// This node does not run servers.
+        ComputeDisabled,
+        /// No such domain on this node.
+        NotFound,
+        /// The domain exists but does not run.
+        NotRunning,
+        /// The hypervisor refused or failed.
+        Hypervisor,
+    }
+
+    /// The agent's answer to a [`ConsoleOpen`].
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(tag = "answer", rename_all = "snake_case")]
+    pub enum ConsoleAnswer {
+        /// Attached: raw bytes follow both ways.
+        Attached,
+        Error {
+            code: ConsoleErrorCode,
+            message: String,
+        },
+    }
+
+    /// Writes one frame holding `value` as JSON.
+    pub async fn write_frame<W, T>(w: &mut W, value: &T) -> Result<(), ProtoError>
+    where
+        W: AsyncWrite + Unpin,
+        T: Serialize,
+    {
+        let body = serde_json::to_vec(value).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+        if body.len() > MAX_CONSOLE_FRAME {
+            return Err(ProtoError::TooLarge(body.len()));
+        }
+        let len = u32::try_from(body.len()).map_err(|_| ProtoError::TooLarge(body.len()))?;
+        let mut out = Vec::with_capacity(4 + body.len());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&body);
+        w.write_all(&out)
+            .await
+            .map_err(|e| ProtoError::Malformed(format!("cannot write the frame: {e}")))
+    }
+
+    /// Reads one frame and decodes its JSON (size-checked; never panics).
+    pub async fn read_frame<R, T>(r: &mut R) -> Result<T, ProtoError>
+    where
+        R: AsyncRead + Unpin,
+        T: serde::de::DeserializeOwned,
+    {
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len)
+            .await
+            .map_err(|e| ProtoError::Malformed(format!("no frame: {e}")))?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_CONSOLE_FRAME {
+            return Err(ProtoError::TooLarge(len));
+        }
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body)
+            .await
+            .map_err(|e| ProtoError::Malformed(format!("short frame: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| ProtoError::Malformed(e.to_string()))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[tokio::test]
+        async fn frames_round_trip_and_garbage_is_refused() {
+            let mut buf = Vec::new();
+            let open = ConsoleOpen { name: "web".into() };
+            write_frame(&mut buf, &open).await.unwrap();
+            let back: ConsoleOpen = read_frame(&mut buf.as_slice()).await.unwrap();
+            assert_eq!(back, open);
+
+            let mut buf = Vec::new();
+            let err = ConsoleAnswer::Error {
+                code: ConsoleErrorCode::NotRunning,
+                message: "stopped".into(),
+            };
+            write_frame(&mut buf, &err).await.unwrap();
+            let back: ConsoleAnswer = read_frame(&mut buf.as_slice()).await.unwrap();
+            assert_eq!(back, err);
+
+            let huge = (MAX_CONSOLE_FRAME as u32 + 1).to_be_bytes();
+            let cases: Vec<Vec<u8>> = vec![
+                vec![],
+                vec![0, 0],
+                huge.to_vec(),
+                [&[0u8, 0, 0, 5][..], b"{}"].concat(),
+                [&[0u8, 0, 0, 2][..], b"{}"].concat(),
+                [&[0u8, 0, 0, 12][..], br#"{"name":"a","x":1}"#].concat(),
+            ];
+            for c in cases {
+                assert!(
+                    read_frame::<_, ConsoleOpen>(&mut c.as_slice())
+                        .await
+                        .is_err(),
+                    "{c:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The image transfer protocol (ALPN `skiff-image/1`): on one bidirectional QUIC stream the leader
+/// sends one [`ImageStreamOpen`] frame and the agent answers one [`ImageStreamAnswer`] frame
+/// (frames as in [`console`]). After `Ready`:
+/// - **upload**: the leader sends the image's bytes and finishes its half; the agent checks them
+///   (`qemu-img info`: qcow2 without a backing file, or raw, which it converts), puts the image in
+///   place, and answers one [`ImageStreamResult`] frame. Nothing is left behind when anything
+///   fails: the bytes go to a temporary file that is removed on every path out.
+/// - **download**: the agent sends the image file's bytes (`size_bytes` of them) and finishes.
+pub mod image_stream {
+    use serde::{Deserialize, Serialize};
+
+    /// Time the leader gives an agent to answer the opening frame.
+    pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+    /// Largest upload an agent takes (1 TiB of file; sparse images are much smaller).
+    pub const MAX_UPLOAD_BYTES: u64 = 1 << 40;
+
+    #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Direction {
+        Upload,
+        Download,
+    }
+
+    /// What the leader asks.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(deny_unknown_fields)]
+    pub struct ImageStreamOpen {
+        /// The image in the node's local pool.
+        pub name: String,
+        pub direction: Direction,
+    }
+
+    /// The agent's answer to an [`ImageStreamOpen`].
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(tag = "answer", rename_all = "snake_case")]
+    pub enum ImageStreamAnswer {
+        /// Send (upload) or receive (download) the bytes; `size_bytes`: the file's size, for a
+        /// download.
+        Ready {
+            #[serde(default)]
+            size_bytes: Option<u64>,
+        },
+        Error {
+            message: String,
+        },
+    }
+
+    /// How an upload ended.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(tag = "result", rename_all = "snake_case")]
+    pub enum ImageStreamResult {
+        /// In place, as a qcow2 image of this virtual size.
+        Imported {
+            virtual_size: u64,
+        },
+        Error {
+            message: String,
+        },
     }
 }

@@ -71,6 +71,39 @@ pub struct NodeConfig {
     pub scheduler: SchedulerSettings,
     #[serde(default)]
     pub ha: HaSettings,
+    #[serde(default, skip_serializing_if = "SshSettings::is_default")]
+    pub ssh: SshSettings,
+}
+
+/// `[ssh]`: the cockpit served over SSH by the leader (see docs/design/ssh-cockpit.md).
+///
+/// Off unless `listen` is set. Only the node running leader services listens; give every
+/// admin-eligible node the same setting so that the cockpit follows the leader.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshSettings {
+    /// TCP address (`HOST:PORT`) the SSH cockpit listens on while this node leads; unset: no
+    /// SSH cockpit on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Most SSH connections served at once (authenticated or not); more are refused at once.
+    /// Unset: [`SshSettings::DEFAULT_MAX_CONNECTIONS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+}
+
+impl SshSettings {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+    pub fn is_default(&self) -> bool {
+        *self == SshSettings::default()
+    }
+
+    /// [`SshSettings::max_connections`] or its default.
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections
+            .unwrap_or(Self::DEFAULT_MAX_CONNECTIONS)
+    }
 }
 
 /// `[ha]`: restart of highly available servers when their node is lost.
@@ -219,6 +252,24 @@ impl NodeConfig {
         if !(1..=32).contains(&self.scheduler.vcpus_per_core) {
             return Err("scheduler.vcpus_per_core must be between 1 and 32".into());
         }
+        if self.ssh.listen.is_some_and(|a| a.port() == 0) {
+            return Err("ssh.listen needs a port other than 0".into());
+        }
+        if self.ssh.listen.is_some_and(|a| {
+            a.port() == self.listen.port()
+                && (a.ip() == self.listen.ip()
+                    || a.ip().is_unspecified()
+                    || self.listen.ip().is_unspecified())
+        }) {
+            return Err("ssh.listen must not use the API's TCP port (listen)".into());
+        }
+        if self
+            .ssh
+            .max_connections
+            .is_some_and(|n| !(1..=4096).contains(&n))
+        {
+            return Err("ssh.max_connections must be between 1 and 4096".into());
+        }
         for s in &self.seeds {
             s.parse::<SocketAddr>()
                 .map_err(|_| format!("seed {s:?} is not an IP:PORT address"))?;
@@ -304,6 +355,22 @@ admin_eligible = true
     }
 
     #[test]
+    fn ssh_is_off_unless_listen_is_set() {
+        let c = NodeConfig::from_toml(GOOD, Path::new("x")).unwrap();
+        assert_eq!(c.ssh.listen, None);
+        assert!(!c.to_toml().contains("[ssh]"));
+        let text = format!("{GOOD}\n[ssh]\nlisten = \"127.0.0.1:2222\"\n");
+        let c = NodeConfig::from_toml(&text, Path::new("x")).unwrap();
+        assert_eq!(c.ssh.listen, Some("127.0.0.1:2222".parse().unwrap()));
+        assert_eq!(
+            c.ssh.connection_limit(),
+            SshSettings::DEFAULT_MAX_CONNECTIONS
+        );
+        let again = NodeConfig::from_toml(&c.to_toml(), Path::new("x")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let bad = format!("{GOOD}\nlisten_port = 3\n");
         let e = NodeConfig::from_toml(&bad, Path::new("x"))
@@ -330,6 +397,19 @@ admin_eligible = true
                 "vcpus_per_core",
             ),
             (format!("{GOOD}\n[scheduler]\nreserve = 1\n"), "reserve"),
+            (format!("{GOOD}\n[ssh]\nport = 22\n"), "port"),
+            (
+                format!("{GOOD}\n[ssh]\nlisten = \"127.0.0.1:0\"\n"),
+                "ssh.listen",
+            ),
+            (
+                format!("{GOOD}\n[ssh]\nlisten = \"0.0.0.0:7400\"\n"),
+                "ssh.listen",
+            ),
+            (
+                format!("{GOOD}\n[ssh]\nlisten = \"127.0.0.1:2222\"\nmax_connections = 0\n"),
+                "max_connections",
+            ),
         ] {
             let e = NodeConfig::from_toml(&bad, Path::new("x"))
                 .unwrap_err()

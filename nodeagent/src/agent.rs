@@ -48,6 +48,8 @@ pub struct Node {
     pub gossip: Gossip,
     pub replica: Option<Replica>,
     pub leader: Option<Arc<LeaderServices>>,
+    /// The SSH cockpit (a leader service), when `[ssh] listen` is set on an admin-eligible node.
+    pub ssh: Option<Arc<crate::ssh::SshService>>,
     /// HA leases and self-fencing (both the compute and the leader side).
     pub fencing: Arc<crate::fencing::Fencing>,
     shutdown: watch::Sender<bool>,
@@ -162,7 +164,16 @@ impl Node {
         )
         .await?;
 
-        let leader = replica.as_ref().map(|_| LeaderServices::new(Vec::new()));
+        // The SSH cockpit, when `[ssh] listen` is set, is the one leader service registered here.
+        let ssh = (replica.is_some() && config.ssh.listen.is_some())
+            .then(|| crate::ssh::SshService::new(config.ssh.clone()));
+        let leader = replica.as_ref().map(|_| {
+            let services: Vec<Arc<dyn crate::supervisor::LeaderService>> = ssh
+                .iter()
+                .map(|s| s.clone() as Arc<dyn crate::supervisor::LeaderService>)
+                .collect();
+            LeaderServices::new(services)
+        });
         let fence_after = Duration::from_secs(config.ha.fence_after_secs);
         let node = Arc::new(Node {
             name: config.name.clone(),
@@ -175,10 +186,14 @@ impl Node {
             gossip,
             replica,
             leader,
+            ssh,
             fencing: crate::fencing::Fencing::new(fence_after),
             shutdown: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
         });
+        if let Some(ssh) = &node.ssh {
+            ssh.attach(&node);
+        }
         endpoint.set_request_handler(ALPN_JOIN, Arc::new(JoinHandler::new(Arc::downgrade(&node))));
         crate::fencing::serve(&node);
         crate::compute::start(&node).await;

@@ -81,6 +81,7 @@ fn new_config(args: &NodeArgs, admin_eligible: bool) -> NodeConfig {
         compute: Default::default(),
         scheduler: Default::default(),
         ha: Default::default(),
+        ssh: Default::default(),
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Code map: [`cli`] parses the command line; [`init`] and [`join`] make a data dir; [`agent`] runs
 //! a node from one; [`supervisor`] starts and stops the leader services under the Raft lease;
-//! [`api`] is the HTTPS control API; [`figures`] measures the machine.
+//! [`api`] is the HTTPS control API; [`ssh`] serves the cockpit over SSH while this node leads;
+//! [`figures`] measures the machine.
 
 pub mod agent;
 pub mod api;
@@ -15,6 +16,7 @@ pub mod init;
 pub mod join;
 pub mod reconciler;
 pub mod scheduler;
+pub mod ssh;
 pub mod storage;
 pub mod supervisor;
 

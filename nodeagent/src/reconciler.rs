@@ -24,11 +24,13 @@ use skiff_cluster::agentproto::{
     AgentErrorCode, AgentReply, AgentReport, AgentRequest, PowerAction, REPORT_TIMEOUT,
 };
 use skiff_cluster::api::tasks::{ActualView, Convergence, NodeActual, ServerActual};
+use skiff_cluster::state::backups::{schedule_due, BackupOp};
 use skiff_cluster::state::servers::{
     shutdown_force_after, DiskSpec, PowerState, SHUTDOWN_FORCE_AFTER_SECS,
 };
 use skiff_cluster::state::{
-    ClusterState, Command, CommandOutcome, ServerRecord, TaskCommand, TaskRecord, TaskState,
+    BackupCommand, ClusterState, Command, CommandOutcome, ImageCommand, ImageOp, ServerRecord,
+    TaskCommand, TaskRecord, TaskState,
 };
 use skiff_cluster::transport::ALPN_AGENT;
 use tokio::task::JoinSet;
@@ -45,6 +47,8 @@ pub const NODE_DOWN_GRACE_SECS: u64 = 30;
 pub const TASK_SEND_ATTEMPTS: u32 = 5;
 /// Longest wait before the drift loop tries a failing server again.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An upload task older than this (seconds) that no API request on this leader carries fails.
+pub const ORPHAN_UPLOAD_SECS: u64 = 60;
 /// Who the reconciler's Raft writes are from.
 pub const ACTOR: &str = "system";
 
@@ -68,15 +72,57 @@ pub enum TaskPlan {
     },
     /// Remove the domain from the node.
     Remove { node: String, name: String },
+    /// Carry out an image's or a backup's pending operation on its node (`request`), then
+    /// settle it in the state.
+    Settled {
+        node: String,
+        request: AgentRequest,
+        settle: SettleOf,
+    },
     /// Nothing to do on any node: finish at once with this result.
     Done(String),
     /// Cannot be carried out: fail with this message.
     Fail(String),
+    /// An image or backup task that cannot be carried out: settle its operation as failed, and
+    /// fail.
+    FailSettled { settle: SettleOf, message: String },
+}
+
+/// Whose pending operation a task settles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SettleOf {
+    Image(String),
+    Backup(u64),
+}
+
+impl SettleOf {
+    /// The command that records the outcome of task `task_id`.
+    fn command(&self, task_id: u64, ok: bool) -> Command {
+        match self {
+            SettleOf::Image(name) => Command::Image(ImageCommand::Settle {
+                name: name.clone(),
+                task_id,
+                ok,
+                size_gib: None,
+            }),
+            SettleOf::Backup(id) => Command::Backup(BackupCommand::Settle {
+                id: *id,
+                task_id,
+                ok,
+            }),
+        }
+    }
 }
 
 /// Decides what a `server.*` task needs. `holders` are the nodes whose last report shows a domain
 /// of that name (for moves).
 pub fn plan_task(task: &TaskRecord, state: &ClusterState, holders: &[String]) -> TaskPlan {
+    if task.kind.starts_with("image.") {
+        return plan_image_task(task, state);
+    }
+    if task.kind.starts_with("backup.") {
+        return plan_backup_task(task, state);
+    }
     let Some(op) = task.kind.strip_prefix("server.") else {
         return TaskPlan::NotOurs;
     };
@@ -113,6 +159,63 @@ pub fn plan_task(task: &TaskRecord, state: &ClusterState, holders: &[String]) ->
         node,
         server: Box::new(server.clone()),
         action,
+    }
+}
+
+/// Decides what an `image.*` task needs: the image's pending operation, if it is this task's.
+fn plan_image_task(task: &TaskRecord, state: &ClusterState) -> TaskPlan {
+    let Some(image) = state.images.get(&task.target) else {
+        return TaskPlan::Fail(format!("image {} no longer exists", task.target));
+    };
+    match &image.pending {
+        // The API streams an upload while its request lasts; one that no request on this
+        // leader carries (the leader changed, or the client went away) fails after a while.
+        Some(p) if p.task_id == task.id && p.op == ImageOp::Upload => {
+            let age = skiff_cluster::unix_now().saturating_sub(task.created_at);
+            if crate::api::uploading(&image.name) || age < ORPHAN_UPLOAD_SECS {
+                TaskPlan::NotOurs
+            } else {
+                TaskPlan::FailSettled {
+                    settle: SettleOf::Image(image.name.clone()),
+                    message: "the upload was interrupted (no request carries it)".into(),
+                }
+            }
+        }
+        Some(p) if p.task_id == task.id => TaskPlan::Settled {
+            node: image.node.clone(),
+            request: AgentRequest::Image {
+                name: image.name.clone(),
+                op: p.op.clone(),
+            },
+            settle: SettleOf::Image(image.name.clone()),
+        },
+        _ => TaskPlan::Fail(format!(
+            "image {} has no pending operation of this task",
+            task.target
+        )),
+    }
+}
+
+/// Decides what a `backup.*` task needs: the pending operation of the backup it belongs to.
+fn plan_backup_task(task: &TaskRecord, state: &ClusterState) -> TaskPlan {
+    let backup = state
+        .backups
+        .values()
+        .find(|b| b.pending.as_ref().is_some_and(|p| p.task_id == task.id));
+    match backup {
+        Some(b) => TaskPlan::Settled {
+            node: b.node.clone(),
+            request: AgentRequest::Backup {
+                id: b.id,
+                files: b.files.clone(),
+                op: b.pending.as_ref().map_or(BackupOp::Create, |p| p.op),
+            },
+            settle: SettleOf::Backup(b.id),
+        },
+        None => TaskPlan::Fail(format!(
+            "no backup has a pending operation of task {}",
+            task.id
+        )),
     }
 }
 
@@ -520,6 +623,7 @@ async fn pass(node: &Arc<Node>, m: &mut Memory) {
     run_tasks(node, m, &state, &alive);
     run_drift(node, m, &state, &tasks);
     run_failover(node, m, &state, &tasks, &gossip).await;
+    run_backup_schedules(node, &state).await;
 
     let (_, servers) = plan_drift(&state, &m.reports, &tasks, &is_shared_pool);
     let nodes = m
@@ -556,6 +660,38 @@ async fn pass(node: &Arc<Node>, m: &mut Memory) {
             nodes,
         }),
     );
+}
+
+/// Makes the day's scheduled backups that are due and removes those beyond their retention
+/// (see `state::backups::schedule_due`). Each proposal is applied before the next pass reads
+/// the state, so a backup is asked for once.
+async fn run_backup_schedules(node: &Node, state: &ClusterState) {
+    let (due, expired) = schedule_due(state, skiff_cluster::unix_now());
+    for s in due {
+        let cmd = Command::Backup(BackupCommand::Create {
+            target: s.target.clone(),
+            owner: s.owner.clone(),
+            scheduled: true,
+        });
+        match node.propose(ACTOR, cmd).await {
+            Ok(CommandOutcome::TaskStarted { task_id }) => {
+                info!(target = %s.target.describe(), task = task_id, "scheduled backup started")
+            }
+            other => {
+                debug!(target = %s.target.describe(), outcome = ?other, "scheduled backup not started")
+            }
+        }
+    }
+    for id in expired {
+        let cmd = Command::Backup(BackupCommand::Remove { id });
+        if let Ok(CommandOutcome::TaskStarted { task_id }) = node.propose(ACTOR, cmd).await {
+            info!(
+                backup = id,
+                task = task_id,
+                "removing a backup beyond its schedule's retention"
+            );
+        }
+    }
 }
 
 /// Restarts the highly available servers of lost nodes elsewhere, once each lost node has surely
@@ -638,7 +774,9 @@ fn run_tasks(node: &Arc<Node>, m: &mut Memory, state: &ClusterState, alive: &Has
         }
         // Wait for a dead node for a while, then give up.
         let target_node = match &plan {
-            TaskPlan::Ensure { node, .. } | TaskPlan::Remove { node, .. } => Some(node.clone()),
+            TaskPlan::Ensure { node, .. }
+            | TaskPlan::Remove { node, .. }
+            | TaskPlan::Settled { node, .. } => Some(node.clone()),
             _ => None,
         };
         let plan = match target_node {
@@ -647,7 +785,13 @@ fn run_tasks(node: &Arc<Node>, m: &mut Memory, state: &ClusterState, alive: &Has
                 if waited < NODE_DOWN_GRACE_SECS {
                     continue;
                 }
-                TaskPlan::Fail(format!("node {n} is down"))
+                match plan {
+                    TaskPlan::Settled { settle, .. } => TaskPlan::FailSettled {
+                        settle,
+                        message: format!("node {n} is down"),
+                    },
+                    _ => TaskPlan::Fail(format!("node {n} is down")),
+                }
             }
             _ => plan,
         };
@@ -757,6 +901,20 @@ async fn carry_out(node: &Node, id: u64, resumed: bool, plan: TaskPlan) -> bool 
             }
             return false;
         }
+        TaskPlan::FailSettled { settle, message } => {
+            if propose_task(node, TaskCommand::Start { id, node: None }).await {
+                settle_work(node, &settle, id, false).await;
+                finish(node, id, false, message).await;
+            }
+            return false;
+        }
+        TaskPlan::Settled {
+            node: n,
+            request,
+            settle,
+        } => {
+            return carry_out_settled(node, id, resumed, n, request, settle).await;
+        }
         TaskPlan::Remove { node: n, name } => (vec![(n.clone(), AgentRequest::Remove { name })], n),
         TaskPlan::Ensure {
             node: n,
@@ -842,6 +1000,76 @@ async fn carry_out(node: &Node, id: u64, resumed: bool, plan: TaskPlan) -> bool 
     }
     finish(node, id, true, "done".into()).await;
     false
+}
+
+/// Writes the outcome of an image or backup task's operation into the state (see
+/// `state::images`, `state::backups`).
+async fn settle_work(node: &Node, settle: &SettleOf, id: u64, ok: bool) -> bool {
+    match node.propose(ACTOR, settle.command(id, ok)).await {
+        Ok(CommandOutcome::Done) => true,
+        other => {
+            warn!(task = id, ?settle, outcome = ?other, "settling the operation failed");
+            false
+        }
+    }
+}
+
+/// Carries out one image or backup task on its node; true when it should be tried again.
+async fn carry_out_settled(
+    node: &Node,
+    id: u64,
+    resumed: bool,
+    to: String,
+    req: AgentRequest,
+    settle: SettleOf,
+) -> bool {
+    if !propose_task(
+        node,
+        TaskCommand::Start {
+            id,
+            node: Some(to.clone()),
+        },
+    )
+    .await
+    {
+        return false;
+    }
+    if resumed {
+        info!(task = id, "taking over a task of an earlier leader");
+    }
+    let what = req.describe();
+    if !progress(node, id, 10, format!("{what}: sent to {to}")).await {
+        return false;
+    }
+    match send(node, &to, req).await {
+        Sent::Done(log) => {
+            for l in log {
+                progress(node, id, 90, format!("{to}: {l}")).await;
+            }
+            if settle_work(node, &settle, id, true).await {
+                finish(node, id, true, "done".into()).await;
+            }
+            false
+        }
+        Sent::Failed(message, log) => {
+            for l in log {
+                progress(node, id, 50, format!("{to}: {l}")).await;
+            }
+            settle_work(node, &settle, id, false).await;
+            finish(node, id, false, format!("{what} on {to} failed: {message}")).await;
+            false
+        }
+        Sent::Unreachable(e) => {
+            progress(
+                node,
+                id,
+                10,
+                format!("{to} did not answer ({e}); will retry"),
+            )
+            .await;
+            true
+        }
+    }
 }
 
 fn run_drift(
@@ -1052,8 +1280,11 @@ mod tests {
                 name: "gone".into()
             }
         );
-        let (task, st) = t("image.clone", "disk", Some("n3"));
+        let (task, st) = t("network.apply", "net0", Some("n3"));
         assert_eq!(plan_task(&task, &st, &[]), TaskPlan::NotOurs);
+        // An image task whose image has no pending operation of it fails (nothing to carry out).
+        let (task, st) = t("image.clone", "disk", Some("n3"));
+        assert!(matches!(plan_task(&task, &st, &[]), TaskPlan::Fail(_)));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A tiny bootable test guest: Debian's kernel and an initramfs holding only a static busybox,
 //! whose `/init` mounts proc/sys/dev, prints [`READY_LINE`] on the serial console (ttyS0), then
-//! idles forever. Boot it with direct kernel boot (kernel + initrd + [`TestGuest::cmdline`]).
+//! runs a shell on that console, again whenever it exits (so a two-way console can type
+//! `echo ...` and read the answer). Boot it with direct kernel boot (kernel + initrd +
+//! [`TestGuest::cmdline`]).
 //!
 //! The first call builds it with `apt-get download` (the kernel package `linux-image-amd64`
 //! depends on, and `busybox-static`), `dpkg -x` and busybox's own `cpio -o -H newc` (Debian has
@@ -23,9 +25,11 @@ use anyhow::{bail, Context as _, Result};
 pub const READY_LINE: &str = "SKIFF-GUEST-READY";
 
 /// Bump when the guest's contents change, so stale caches are not reused.
-const FORMAT: &str = "v1";
+const FORMAT: &str = "v2";
 
-/// The guest's `/init` (busybox sh).
+/// The guest's `/init` (busybox sh). The console shell is a session leader opening ttyS0, so the
+/// console is its controlling terminal (ctrl-C works); it sleeps a second between shells so a
+/// shell that cannot start does not spin.
 fn init_script() -> String {
     format!(
         "#!/bin/sh
@@ -33,7 +37,10 @@ fn init_script() -> String {
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 echo {READY_LINE} > /dev/ttyS0
-while true; do /bin/busybox sleep 3600; done
+while true; do
+  /bin/busybox setsid /bin/sh -c 'exec /bin/sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'
+  /bin/busybox sleep 1
+done
 "
     )
 }

@@ -64,6 +64,9 @@ pub struct ClusterSpec {
     pub ha: skiff_cluster::config::HaSettings,
     /// The hypervisor of every compute node (default: the in-memory fake).
     pub hypervisor: skiff_cluster::config::HypervisorKind,
+    /// Serve the SSH cockpit (`[ssh] listen` on a free 127.0.0.1 port) on every admin-eligible
+    /// node; the address is in each node's `config.ssh.listen`.
+    pub ssh: bool,
 }
 
 impl ClusterSpec {
@@ -81,6 +84,7 @@ impl ClusterSpec {
             compute_disabled: Vec::new(),
             ha: Default::default(),
             hypervisor: skiff_cluster::config::HypervisorKind::Fake,
+            ssh: false,
         }
     }
 }
@@ -139,6 +143,10 @@ fn node_config(
         },
         scheduler: Default::default(),
         ha: spec.ha.clone(),
+        ssh: skiff_cluster::config::SshSettings {
+            listen: (spec.ssh && admin).then(|| SocketAddr::from(([127, 0, 0, 1], free_port()))),
+            ..Default::default()
+        },
     }
 }
 

@@ -4,10 +4,15 @@
 //!   injection for partitions. Fast; used by most cluster tests and the gossip benchmark.
 //! - [`netns`]: hosts built from network namespaces and veth pairs on a bridge (198.18.0.0/15),
 //!   running the real `skiffd` binary; cleaned up by guards even when a test fails.
-//! - [`bins`]: where the workspace's binaries are.
-//! - [`guest`]: a tiny bootable guest (Debian kernel + busybox initramfs) for the libvirt tests.
+//! - [`bins`]: where the workspace's binaries are; [`clients`]: API clients of other users.
+//! - [`guest`]: a tiny bootable guest (Debian kernel + busybox initramfs) for the libvirt tests;
+//!   [`guest_disk`]: the same guest as a bootable disk image, for servers made through the API.
+//! - [`tmux`]: a terminal program driven through tmux (`send-keys`, `capture-pane`).
 
 pub mod bins;
+pub mod clients;
 pub mod guest;
+pub mod guest_disk;
 pub mod inprocess;
 pub mod netns;
+pub mod tmux;

@@ -313,6 +313,7 @@ async fn bad_tokens_and_garbage_change_nothing() {
         },
         scheduler: Default::default(),
         ha: Default::default(),
+        ssh: Default::default(),
     };
     let before = c.node(0).state().unwrap();
 

@@ -18,7 +18,9 @@ use skiff_cluster::config::Accelerator;
 use skiff_cluster::state::servers::DiskSpec;
 use skiff_nodeagent::compute::domain_xml::DomainType;
 use skiff_nodeagent::compute::libvirt::LibvirtHypervisor;
-use skiff_nodeagent::compute::{DirectBoot, DomainSpec, Hypervisor, ShutdownOutcome};
+use skiff_nodeagent::compute::{
+    ConsoleSession, DirectBoot, DomainSpec, Hypervisor, HypervisorError, ShutdownOutcome,
+};
 use skiff_tests::guest::{skip_without_libvirt, test_guest, READY_LINE};
 
 const URI: &str = "qemu:///system";
@@ -72,6 +74,51 @@ fn wait_for_line(log: &Path, line: &str, deadline: Duration) -> Duration {
             String::from_utf8_lossy(&text)
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads the console's output until it holds `want`, typing `poke` every 2 s meanwhile (to get a
+/// prompt from a shell that may not have started yet); returns what was read.
+fn converse(con: &mut ConsoleSession, poke: Option<&[u8]>, want: &str) -> String {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut poked: Option<Instant> = None;
+    loop {
+        while let Ok(chunk) = con.output.try_recv() {
+            seen.extend(chunk);
+        }
+        if String::from_utf8_lossy(&seen).contains(want) {
+            return String::from_utf8_lossy(&seen).into_owned();
+        }
+        assert!(
+            start.elapsed() < BOOT_DEADLINE,
+            "no {want:?} on the attached console; got {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        if let Some(p) = poke {
+            if poked.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+                con.input.blocking_send(p.to_vec()).expect("type");
+                poked = Some(Instant::now());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the console's output ends (its stream closed).
+fn wait_closed(output: &mut tokio::sync::mpsc::Receiver<Vec<u8>>) {
+    let start = Instant::now();
+    loop {
+        match output.try_recv() {
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+            _ => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "the console did not close"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }
 
@@ -160,6 +207,39 @@ fn real_guest_lifecycle() {
     // The console as the agent serves it: the guest's ready line.
     let (text, _) = h.console_tail(&name, 64 * 1024).expect("console");
     assert!(text.contains(READY_LINE), "{text}");
+
+    // Two ways, through a libvirt stream: the guest's shell answers a command.
+    let typed = Instant::now();
+    let mut con = h.open_console(&name).expect("open the console");
+    converse(&mut con, Some(b"\r"), "# ");
+    con.input
+        .blocking_send(b"echo skiff-$((6*7))\r".to_vec())
+        .expect("type");
+    converse(&mut con, None, "skiff-42");
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: attach, prompt and answer took {:.1} s (TCG)",
+        typed.elapsed().as_secs_f64()
+    );
+    // Detaching closes the stream; the log (and the tail API) still has everything.
+    drop(con.input);
+    wait_closed(&mut con.output);
+    let (text, _) = h.console_tail(&name, 64 * 1024).expect("console");
+    assert!(text.contains("skiff-42"), "{text}");
+    // A new session works after a detach, and a newer one takes the console over.
+    let mut first = h.open_console(&name).expect("attach again");
+    converse(&mut first, Some(b"\r"), "# ");
+    let mut second = h.open_console(&name).expect("attach over it");
+    wait_closed(&mut first.output);
+    converse(&mut second, Some(b"\r"), "# ");
+    drop(second);
+    // Not running: refused.
+    h.suspend(&name).expect("suspend");
+    assert!(matches!(
+        h.open_console(&name),
+        Err(HypervisorError::InvalidState { .. })
+    ));
+    h.resume(&name).expect("resume");
 
     h.suspend(&name).expect("suspend");
     assert_eq!(power(&h, &name), Some(DomainPower::Paused));

@@ -64,6 +64,27 @@ async fn skiff(cred: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs the `skiff` binary with `stdin` as its standard input (closed after it); returns all it did.
+async fn skiff_stdin(cred: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(bins::path("skiff"))
+        .arg("--cred")
+        .arg(cred)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run skiff");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin).await.expect("stdin");
+    }
+    tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("skiff did not end after stdin ended")
+        .expect("skiff")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
     if !libvirt_reachable("skiff_server_create_start_stop_remove_drive_real_libvirt_domains") {
@@ -120,6 +141,16 @@ async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
         serde_json::from_str(&skiff(&cred, &["server", "list", "-o", "json"]).await).unwrap();
     assert_eq!(listed[0]["name"], name.as_str());
 
+    // Its serial console, both ways, through the leader and a real libvirt stream (the empty
+    // disk boots nothing that answers: the session opens, takes what is typed, and ends once
+    // stdin ended and the output settled).
+    let out = skiff_stdin(&cred, &["server", "console", &name, "--attach"], b"\r").await;
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("attached to the console"),
+        "{out:?}"
+    );
+
     // Stopped (the disk has no OS, so nothing answers ACPI: forced after 2 s) and started again.
     skiff(
         &cred,
@@ -131,6 +162,12 @@ async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
     assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("running"));
     skiff(&cred, &["server", "destroy", &name, "--wait"]).await;
     assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("shut off"));
+    // A stopped server's console cannot be attached to.
+    let out = skiff_stdin(&cred, &["server", "console", &name, "-i"], b"").await;
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not running"),
+        "{out:?}"
+    );
 
     // Removed: no domain, no disk.
     skiff(&cred, &["server", "remove", &name, "--wait"]).await;

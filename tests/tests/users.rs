@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use skiff_cluster::api::client::{ApiClient, ClientError};
 use skiff_cluster::api::users::{BearerToken, Method, TokenClient};
-use skiff_cluster::credential::Credential;
 use skiff_cluster::identity;
 use skiff_cluster::state::users::ApiTokenRecord;
 use skiff_cluster::state::{Command, CommandOutcome, Quotas, UserCommand, UserRole};
+use skiff_tests::clients::credential_for;
 use skiff_tests::inprocess::{ClusterSpec, TestCluster};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -34,20 +34,6 @@ fn status<T>(r: &Result<T, ClientError>) -> u16 {
         Ok(_) => 200,
         Err(ClientError::Api { status, .. }) => *status,
         Err(e) => panic!("not an API answer: {e}"),
-    }
-}
-
-/// A credential for `name`, issued through the API by `by`.
-async fn credential_for(by: &ApiClient, base: &Credential, name: &str) -> Credential {
-    let kc = identity::new_key_and_csr(name).unwrap();
-    let issued = by.issue_credential(name, &kc.csr_pem, false).await.unwrap();
-    Credential {
-        cluster_id: issued.cluster_id,
-        user: issued.user,
-        endpoints: base.endpoints.clone(),
-        ca_pem: issued.ca_pem,
-        cert_pem: issued.cert_pem,
-        key_pem: kc.key_pem,
     }
 }
 

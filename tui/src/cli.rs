@@ -12,6 +12,23 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", env = "SKIFF_CRED", global = true)]
     pub cred: Option<PathBuf>,
 
+    /// Cockpit: refuse every operation, whatever the role allows.
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Cockpit: colour theme (`default`, 16 colours; `mono`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "default",
+        env = "SKIFF_THEME"
+    )]
+    pub theme: String,
+
+    /// Cockpit: key bindings file (default: ~/.config/skiff/keys.toml when it exists).
+    #[arg(long, value_name = "FILE", env = "SKIFF_KEYS")]
+    pub keys: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -34,6 +51,12 @@ pub enum Command {
     #[command(flatten)]
     Servers(crate::commands::servers::ServersCli),
     // [servers: variants]
+    /// Disk images: blank images, masters and clones, snapshots (`skiff image ...`).
+    #[command(subcommand)]
+    Image(crate::commands::images::ImageCommand),
+    /// Backups of images and stopped servers, now or daily with retention (`skiff backup ...`).
+    #[command(subcommand)]
+    Backup(crate::commands::backups::BackupCommand),
     /// List, show, cancel and wait for tasks (long operations).
     #[command(subcommand)]
     Task(crate::commands::tasks::TaskCommand),

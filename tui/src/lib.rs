@@ -93,6 +93,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     if !cockpit {
         init_logging();
     }
+    // The cockpit's settings are checked before anything else, so a typo is said at once.
+    let (theme, keymap) = if cockpit {
+        cockpit_settings(&cli)?
+    } else {
+        Default::default()
+    };
     let path = Credential::locate(cli.cred.as_deref())?;
     let cred = Credential::load(&path)?;
     let client = ApiClient::new(&cred)?;
@@ -106,7 +112,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 cred.cluster_id.clone(),
                 cred.user.clone(),
                 client.current_endpoint(),
-            );
+            )
+            .read_only(cli.read_only)
+            .with_theme(theme)
+            .with_keymap(keymap);
             cockpit::run(&runtime, Arc::new(client), app)?;
             Ok(())
         }
@@ -121,6 +130,37 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             ))
         }
     }
+}
+
+/// The cockpit's theme and key bindings, from `--theme` and `--keys` (or
+/// `~/.config/skiff/keys.toml` when it exists); an unknown theme or a bad key file is an error
+/// that names the problem.
+fn cockpit_settings(
+    cli: &Cli,
+) -> Result<(cockpit::theme::Theme, cockpit::keymap::KeyMap), CliError> {
+    let theme = cockpit::theme::Theme::by_name(&cli.theme).ok_or_else(|| {
+        CliError::Io(io::Error::other(format!(
+            "unknown theme {:?} (themes: default, mono)",
+            cli.theme
+        )))
+    })?;
+    let default_keys = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".config/skiff/keys.toml"))
+        .filter(|p| p.is_file());
+    let keymap = match cli.keys.clone().or(default_keys) {
+        None => cockpit::keymap::KeyMap::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                CliError::Io(io::Error::other(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            })?;
+            cockpit::keymap::KeyMap::from_toml(&text)
+                .map_err(|e| CliError::Io(io::Error::other(format!("{}: {e}", path.display()))))?
+        }
+    };
+    Ok((theme, keymap))
 }
 
 fn init_logging() {
@@ -195,6 +235,8 @@ pub async fn execute(
         // [users: arms]
         Command::Servers(c) => commands::servers::run(c, client, out, err).await?,
         // [servers: arms]
+        Command::Image(c) => commands::images::run(c, client, out, err).await?,
+        Command::Backup(c) => commands::backups::run(c, client, out, err).await?,
         Command::Task(c) => commands::tasks::run(c, client, out, err).await?,
         // [tasks: arms]
         Command::Completions { shell } => {

@@ -125,6 +125,39 @@ impl ApiClient {
         endpoints: Vec<String>,
         tls: rustls::ClientConfig,
     ) -> Result<Self, ClientError> {
+        Self::build(endpoints, tls, reqwest::header::HeaderMap::new())
+    }
+
+    /// A client that authenticates with an API bearer token (`skt_ID_SECRET`) instead of a
+    /// certificate: every request, the event stream included, carries `Authorization: Bearer`.
+    /// It trusts only nodes of the CA in `ca_pem` (no client certificate is presented) and finds
+    /// the leader like any other client. The SSH cockpit uses it to act as its user.
+    pub fn with_token(
+        endpoints: Vec<String>,
+        ca_pem: &str,
+        token: &str,
+    ) -> Result<Self, ClientError> {
+        let verifier = crate::tls::node_verifier_for_ca(ca_pem)?;
+        let mut tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Setup(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| ClientError::Setup("the API token is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Self::build(endpoints, tls, headers)
+    }
+
+    fn build(
+        endpoints: Vec<String>,
+        tls: rustls::ClientConfig,
+        headers: reqwest::header::HeaderMap,
+    ) -> Result<Self, ClientError> {
         let endpoints: Vec<String> = endpoints
             .into_iter()
             .map(|e| e.trim().to_owned())
@@ -137,6 +170,7 @@ impl ApiClient {
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            .default_headers(headers)
             .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Setup(error_chain(&e)))?;
@@ -210,11 +244,12 @@ impl ApiClient {
 
     /// `DELETE /api/v1/nodes/{name}`: remove a node and revoke its certificate.
     pub async fn remove_node(&self, name: &str) -> Result<NodeView, ClientError> {
-        let path = format!("/nodes/{}", encode_path_segment(name));
+        let path = format!("/nodes/{}", super::seg(name));
         self.call::<(), _>(Method::DELETE, &path, None).await
     }
 
-    /// Sends one request, finding the leader as the module documentation says.
+    /// Sends one request, finding the leader as the module documentation says, and decodes its
+    /// JSON answer.
     pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -225,6 +260,47 @@ impl ApiClient {
             Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Setup(e.to_string()))?),
             None => None,
         };
+        let idempotent = method == Method::GET;
+        let (addr, response) = self
+            .send_to_leader(
+                path,
+                |http, url| {
+                    let request = http.request(method.clone(), url);
+                    match &body {
+                        Some(body) => request
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body.clone()),
+                        None => request,
+                    }
+                },
+                idempotent,
+            )
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                endpoints: vec![addr.clone()],
+                detail: error_chain(&e),
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            endpoint: addr,
+            message: e.to_string(),
+        })
+    }
+
+    /// Sends one request to the leader and answers its successful (2xx) response, unread, with
+    /// the address that gave it: tries the current endpoint, then the others, following each
+    /// follower's pointer to the leader. `build(http, url)` makes the request for one attempt
+    /// (called again for each, so a streamed body is made afresh); `idempotent`: a request that
+    /// may have reached a node is sent again elsewhere (otherwise only connection failures are
+    /// retried). Errors are the API's, or why no leader could be reached.
+    pub(crate) async fn send_to_leader(
+        &self,
+        path: &str,
+        mut build: impl FnMut(&reqwest::Client, String) -> reqwest::RequestBuilder,
+        idempotent: bool,
+    ) -> Result<(String, reqwest::Response), ClientError> {
         let current = self.current_endpoint();
         let mut candidates = vec![current.clone()];
         candidates.extend(self.endpoints.iter().filter(|e| **e != current).cloned());
@@ -240,10 +316,11 @@ impl ApiClient {
                 if !tried.contains(&addr) {
                     tried.push(addr.clone());
                 }
-                match self.attempt(&method, &addr, path, body.as_deref()).await {
-                    Attempt::Done(value) => {
+                let request = build(&self.http, format!("https://{addr}{API_PREFIX}{path}"));
+                match self.attempt(&addr, request, idempotent).await {
+                    Attempt::Done(response) => {
                         self.set_current(&addr);
-                        return Ok(value);
+                        return Ok((addr, response));
                     }
                     Attempt::Redirect(leader) => {
                         if hops >= MAX_LEADER_HOPS {
@@ -278,27 +355,19 @@ impl ApiClient {
         Err(unreachable(tried, &failures))
     }
 
-    /// Sends the request to one address and sorts out the answer.
-    async fn attempt<T: DeserializeOwned>(
+    /// Sends one request to one address and sorts out the answer (a 2xx response is not read).
+    async fn attempt(
         &self,
-        method: &Method,
         addr: &str,
-        path: &str,
-        body: Option<&[u8]>,
-    ) -> Attempt<T> {
-        let url = format!("https://{addr}{API_PREFIX}{path}");
-        let mut request = self.http.request(method.clone(), &url);
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_vec());
-        }
+        request: reqwest::RequestBuilder,
+        idempotent: bool,
+    ) -> Attempt<reqwest::Response> {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
                 // A request that may have reached the server is not sent again elsewhere,
                 // unless repeating it is harmless.
-                if e.is_connect() || *method == Method::GET {
+                if e.is_connect() || idempotent {
                     return Attempt::Unreachable(error_chain(&e));
                 }
                 return Attempt::Failed(ClientError::Unreachable {
@@ -308,6 +377,9 @@ impl ApiClient {
             }
         };
         let status = response.status();
+        if status.is_success() {
+            return Attempt::Done(response);
+        }
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
@@ -322,15 +394,6 @@ impl ApiClient {
                 })
             }
         };
-        if status.is_success() {
-            return match serde_json::from_slice(&bytes) {
-                Ok(v) => Attempt::Done(v),
-                Err(e) => Attempt::Failed(ClientError::Decode {
-                    endpoint: addr.to_owned(),
-                    message: e.to_string(),
-                }),
-            };
-        }
         let api = parse_api_error(status, &bytes);
         let redirect = status == StatusCode::TEMPORARY_REDIRECT
             || status == StatusCode::PERMANENT_REDIRECT
@@ -401,19 +464,6 @@ pub(crate) fn address_of_url(location: &str) -> Option<String> {
     let host = url.host_str()?;
     let port = url.port_or_known_default()?;
     Some(format!("{host}:{port}"))
-}
-
-/// Percent-encodes everything but unreserved characters, so a name is always one path segment.
-fn encode_path_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// The innermost causes of an error, which say what really happened ("Connection refused"),
@@ -672,6 +722,24 @@ mod tests {
     }
 
     #[test]
+    fn token_clients_need_endpoints_a_ca_and_a_header_safe_token() {
+        let pki = fake::Pki::new();
+        let ca = pki.credential(vec![]).ca_pem;
+        let token = "skt_0011223344556677_".to_string() + &"ab".repeat(32);
+        let c = ApiClient::with_token(vec!["127.0.0.1:1".into()], &ca, &token).unwrap();
+        assert_eq!(c.endpoints(), ["127.0.0.1:1"]);
+        assert!(matches!(
+            ApiClient::with_token(vec![], &ca, &token),
+            Err(ClientError::NoEndpoints)
+        ));
+        assert!(ApiClient::with_token(vec!["127.0.0.1:1".into()], "not a CA", &token).is_err());
+        assert!(matches!(
+            ApiClient::with_token(vec!["127.0.0.1:1".into()], &ca, "a\nb"),
+            Err(ClientError::Setup(_))
+        ));
+    }
+
+    #[test]
     fn location_and_path_helpers() {
         assert_eq!(
             address_of_url("https://10.0.0.2:7443/api/v1/nodes").as_deref(),
@@ -682,8 +750,8 @@ mod tests {
             Some("[::1]:7443")
         );
         assert_eq!(address_of_url("not a url"), None);
-        assert_eq!(encode_path_segment("node-1.a_b~"), "node-1.a_b~");
-        assert_eq!(encode_path_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(crate::api::seg("node-1.a_b~"), "node-1.a_b~");
+        assert_eq!(crate::api::seg("a/b c"), "a%2Fb%20c");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use super::client::{ApiClient, ClientError};
+use super::seg;
 use crate::state::servers::{BootDevice, DiskSpec, NicSpec, PowerState, ServerRecord, ServerSpec};
 
 /// Body of `POST /api/v1/servers`.
@@ -116,6 +117,108 @@ pub struct ConsoleView {
     pub truncated: bool,
 }
 
+/// How long one attached console may last before the client drops it (a day).
+pub const CONSOLE_SESSION_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Bytes buffered inside a [`ConsoleStream`] each way, and chunks queued for the request body:
+/// a caller that stops reading holds the console back instead of growing memory.
+const CONSOLE_BUFFER: usize = 64 * 1024;
+const CONSOLE_QUEUE: usize = 16;
+
+/// An attached two-way serial console ([`ApiClient::attach_console`]): read the console's output,
+/// write what to type. Shutting down the write half detaches (the output ends soon after);
+/// dropping the stream detaches at once. Reads end (EOF) when the console closes: the server
+/// stopped, or another session took the console over.
+#[derive(Debug)]
+pub struct ConsoleStream {
+    io: tokio::io::DuplexStream,
+    endpoint: String,
+}
+
+impl ConsoleStream {
+    /// The node (`HOST:PORT`) serving the session (the leader).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Joins the caller's end of a duplex pipe to the HTTP exchange: what the caller writes goes
+    /// to `typed` (the request body), the response body is written for the caller to read.
+    fn start(
+        response: reqwest::Response,
+        typed: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+        endpoint: String,
+    ) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (user, ours) = tokio::io::duplex(CONSOLE_BUFFER);
+        let (mut from_user, mut to_user) = tokio::io::split(ours);
+        tokio::spawn(async move {
+            let typing = async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    match from_user.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
+                            if typed.send(Ok(chunk)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                // Dropping `typed` ends the request body: the server detaches.
+            };
+            let showing = async move {
+                let mut response = response;
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    if to_user.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = to_user.shutdown().await;
+            };
+            let mut showing = std::pin::pin!(showing);
+            tokio::select! {
+                () = &mut showing => {}
+                () = typing => showing.await,
+            }
+        });
+        ConsoleStream { io: user, endpoint }
+    }
+}
+
+impl tokio::io::AsyncRead for ConsoleStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ConsoleStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// Optional body of `POST /api/v1/servers/{name}/{action}`; each action reads its own field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,19 +270,6 @@ pub struct EvacuationView {
     pub moves: Vec<EvacuationMove>,
 }
 
-/// Percent-encodes a name so it is always one path segment.
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl ApiClient {
     /// `POST /api/v1/servers`: create a server (placed by the scheduler unless `node` is given).
     pub async fn create_server(
@@ -222,6 +312,37 @@ impl ApiClient {
             path.push_str(&format!("?bytes={b}"));
         }
         self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `POST /api/v1/servers/{name}/console/attach`: attaches to the server's serial console,
+    /// both ways, on the leader (followed like every call). The exchange is full duplex over the
+    /// client's HTTP/2 connection: the request body carries what is typed, the response body the
+    /// console's output. Refused with the API's error (`not_found`, `not_running`, `forbidden`,
+    /// `node_unavailable`) before anything is typed.
+    pub async fn attach_console(&self, name: &str) -> Result<ConsoleStream, ClientError> {
+        let path = format!("/servers/{}/console/attach", seg(name));
+        // Each attempt gets its own typing channel; the one that reached the leader is kept.
+        let mut typing = None;
+        let (addr, response) = self
+            .send_to_leader(
+                &path,
+                |http, url| {
+                    let (tx, rx) = tokio::sync::mpsc::channel(CONSOLE_QUEUE);
+                    typing = Some(tx);
+                    let typed = futures::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|item| (item, rx))
+                    });
+                    http.post(url)
+                        .timeout(CONSOLE_SESSION_LIMIT)
+                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(reqwest::Body::wrap_stream(typed))
+                },
+                // Nothing was typed yet: trying another endpoint is harmless.
+                true,
+            )
+            .await?;
+        let tx = typing.ok_or_else(|| ClientError::Setup("no console request was made".into()))?;
+        Ok(ConsoleStream::start(response, tx, addr))
     }
 
     /// `DELETE /api/v1/servers/{name}`.
@@ -268,6 +389,12 @@ mod tests {
             "{}"
         );
         assert!(serde_json::from_str::<MaintenanceRequest>(r#"{"on":true,"x":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_console_stream_is_an_async_byte_pipe() {
+        fn pipe<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>() {}
+        pipe::<ConsoleStream>();
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::client::{ApiClient, ClientError, CONNECT_TIMEOUT, MAX_LEADER_HOPS, REQUEST_TIMEOUT};
+use super::seg;
 use super::types::{ApiError, API_PREFIX};
 use crate::state::{AuditRecord, Quotas, UserRecord, UserRole};
 
@@ -205,19 +206,6 @@ pub fn ssh_key_fingerprint(line: &str) -> Option<String> {
         "SHA256:{}",
         base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(bytes))
     ))
-}
-
-/// Percent-encodes all but unreserved characters, so a value is always one path segment.
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl ApiClient {

@@ -10,12 +10,16 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 mod audit;
+pub mod backups;
+pub mod images;
 mod nodes;
 pub mod servers;
 pub mod tasks;
 pub mod users;
 
 pub use audit::{AuditRecord, AUDIT_KEEP};
+pub use backups::{BackupCommand, BackupRecord, BackupTarget};
+pub use images::{ImageCommand, ImageOp, ImageRecord};
 pub use nodes::{CaMaterial, JoinTokenRecord, NodeRecord, NodeRole, Revocation};
 pub use servers::{ServerCommand, ServerRecord, ServerSpec};
 pub use tasks::{TaskCommand, TaskRecord, TaskState};
@@ -77,6 +81,15 @@ pub struct ClusterState {
     pub tasks: tasks::Tasks,
     #[serde(default)]
     pub next_task_id: u64,
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageRecord>,
+    #[serde(default)]
+    pub backups: BTreeMap<u64, BackupRecord>,
+    #[serde(default)]
+    pub next_backup_id: u64,
+    /// Daily backups, by target (`image:NAME`, `server:NAME`).
+    #[serde(default)]
+    pub backup_schedules: BTreeMap<String, backups::BackupSchedule>,
 }
 
 /// A change to the desired state. The leader fills in every time and id before proposing it.
@@ -115,6 +128,8 @@ pub enum Command {
     User(UserCommand),
     Server(ServerCommand),
     Task(TaskCommand),
+    Image(ImageCommand),
+    Backup(BackupCommand),
 }
 
 /// What applying a command produced.
@@ -189,6 +204,8 @@ impl Command {
             Command::User(c) => c.describe(),
             Command::Server(c) => c.describe(),
             Command::Task(c) => c.describe(),
+            Command::Image(c) => c.describe(),
+            Command::Backup(c) => c.describe(),
         }
     }
 }
@@ -343,6 +360,8 @@ impl ClusterState {
             Command::User(c) => users::apply(self, c, actor, at),
             Command::Server(c) => servers::apply(self, c, actor, at),
             Command::Task(c) => tasks::apply(self, c, actor, at),
+            Command::Image(c) => images::apply(self, c, at),
+            Command::Backup(c) => backups::apply(self, c, at),
         }
     }
 
@@ -361,6 +380,11 @@ mod tests {
 
     fn run(s: &mut ClusterState, c: Command) -> CommandOutcome {
         s.apply(&Proposal::new("user:admin", 7, c))
+    }
+
+    /// A bootstrapped state: node `a`, user `admin` (for other modules' tests).
+    pub(crate) fn bootstrapped() -> ClusterState {
+        boot()
     }
 
     fn boot() -> ClusterState {

@@ -331,7 +331,18 @@ pub fn footprint(spec: &ServerSpec) -> (u64, u64, u64) {
     )
 }
 
-/// Refuses when `owner`'s servers (but `except`) plus `extra` would exceed the owner's quotas.
+/// Storage (GiB) of `owner`'s servers' disks.
+pub fn storage_gib_of(state: &ClusterState, owner: &str) -> u64 {
+    state
+        .servers
+        .values()
+        .filter(|s| s.owner == owner)
+        .map(|s| footprint(&s.spec).2)
+        .sum()
+}
+
+/// Refuses when `owner`'s servers (but `except`) and images plus `extra` would exceed the owner's
+/// quotas.
 fn check_quota(
     state: &ClusterState,
     owner: &str,
@@ -345,6 +356,7 @@ fn check_quota(
         ));
     };
     let (mut mem, mut cpu, mut disk) = extra;
+    disk += super::images::owned_gib(state, owner);
     for s in state
         .servers
         .values()

@@ -1,6 +1,7 @@
 //! The one QUIC endpoint every node has. Traffic kinds are told apart by ALPN:
 //! gossip (one-way streams carrying chitchat messages), Raft and agent tasks (request/response on a
-//! bidirectional stream), and join (the only protocol a peer without a certificate may speak).
+//! bidirectional stream), consoles (a bidirectional stream handed as it is to a [`StreamHandler`]:
+//! a byte pipe), and join (the only protocol a peer without a certificate may speak).
 //!
 //! Every connection is mutual TLS 1.3 against the cluster CA ([`crate::tls`]); connections of peers
 //! whose certificate the CRL revokes are closed as soon as the CRL arrives. [`Faults`] lets tests cut
@@ -34,7 +35,21 @@ pub const ALPN_JOIN: &[u8] = b"skiff-join/1";
 pub const ALPN_AGENT: &[u8] = b"skiff-agent/1";
 /// A compute node renewing its HA lease with the leader (see `nodeagent/src/fencing.rs`).
 pub const ALPN_LEASE: &[u8] = b"skiff-lease/1";
-const ALPNS: [&[u8]; 5] = [ALPN_GOSSIP, ALPN_RAFT, ALPN_JOIN, ALPN_AGENT, ALPN_LEASE];
+/// The leader attaching to a server's serial console on its node: a raw byte pipe after a
+/// framed header (see `crate::agentproto::console`), served by a [`StreamHandler`].
+pub const ALPN_CONSOLE: &[u8] = b"skiff-console/1";
+/// The leader uploading an image to, or downloading one from, a node's pool: a byte pipe after a
+/// framed header (see `crate::agentproto::image_stream`), served by a [`StreamHandler`].
+pub const ALPN_IMAGE: &[u8] = b"skiff-image/1";
+const ALPNS: [&[u8]; 7] = [
+    ALPN_GOSSIP,
+    ALPN_RAFT,
+    ALPN_JOIN,
+    ALPN_AGENT,
+    ALPN_LEASE,
+    ALPN_CONSOLE,
+    ALPN_IMAGE,
+];
 
 /// Largest request or response body.
 pub const MAX_MESSAGE: usize = 64 << 20;
@@ -100,6 +115,13 @@ pub trait RequestHandler: Send + Sync + 'static {
     async fn handle(&self, peer: PeerInfo, body: Vec<u8>) -> Vec<u8>;
 }
 
+/// Serves the bidirectional streams of one ALPN as they are (byte pipes, not one request and one
+/// reply): the handler owns both halves until it returns.
+#[async_trait::async_trait]
+pub trait StreamHandler: Send + Sync + 'static {
+    async fn handle(&self, peer: PeerInfo, send: quinn::SendStream, recv: quinn::RecvStream);
+}
+
 /// Links a test has cut. Messages to or from a blocked address are dropped both ways.
 #[derive(Debug, Default)]
 pub struct Faults {
@@ -148,6 +170,7 @@ struct Inner {
     /// Every open connection with its peer's certificate serial, to close revoked ones.
     live: Mutex<HashMap<usize, (quinn::Connection, String)>>,
     handlers: RwLock<HashMap<&'static [u8], Arc<dyn RequestHandler>>>,
+    stream_handlers: RwLock<HashMap<&'static [u8], Arc<dyn StreamHandler>>>,
     gossip_tx: mpsc::Sender<GossipDelivery>,
     gossip_rx: Mutex<Option<mpsc::Receiver<GossipDelivery>>>,
     faults: Faults,
@@ -214,6 +237,7 @@ impl QuicEndpoint {
             outgoing: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             handlers: RwLock::new(HashMap::new()),
+            stream_handlers: RwLock::new(HashMap::new()),
             gossip_tx,
             gossip_rx: Mutex::new(Some(gossip_rx)),
             faults: Faults::default(),
@@ -248,6 +272,43 @@ impl QuicEndpoint {
     pub fn set_request_handler(&self, alpn: &'static [u8], handler: Arc<dyn RequestHandler>) {
         if let Ok(mut h) = self.inner.handlers.write() {
             h.insert(alpn, handler);
+        }
+    }
+
+    /// Serves the streams of `alpn` (one of the byte-pipe protocols, e.g. [`ALPN_CONSOLE`]).
+    pub fn set_stream_handler(&self, alpn: &'static [u8], handler: Arc<dyn StreamHandler>) {
+        if let Ok(mut h) = self.inner.stream_handlers.write() {
+            h.insert(alpn, handler);
+        }
+    }
+
+    /// Opens a bidirectional stream to `to` over `alpn` (a byte-pipe protocol), within `timeout`
+    /// for the connection and the stream. The caller owns both halves.
+    pub async fn open_stream(
+        &self,
+        to: SocketAddr,
+        alpn: &'static [u8],
+        timeout: Duration,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
+        if self.inner.faults.is_blocked(&to) {
+            return Err(TransportError::Unreachable(
+                to,
+                "link cut by fault injection".into(),
+            ));
+        }
+        let open = async {
+            let conn = self.connection(to, alpn).await?;
+            match conn.open_bi().await {
+                Ok(s) => Ok(s),
+                Err(e) => {
+                    self.forget_if_closed(to, alpn, &conn);
+                    Err(TransportError::Unreachable(to, e.to_string()))
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, open).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout(to)),
         }
     }
 
@@ -525,6 +586,8 @@ async fn accept_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
         Some(a) if a == ALPN_AGENT => ALPN_AGENT,
         Some(a) if a == ALPN_JOIN => ALPN_JOIN,
         Some(a) if a == ALPN_LEASE => ALPN_LEASE,
+        Some(a) if a == ALPN_CONSOLE => ALPN_CONSOLE,
+        Some(a) if a == ALPN_IMAGE => ALPN_IMAGE,
         _ => {
             conn.close(quinn::VarInt::from_u32(400), b"unknown protocol");
             return;
@@ -545,6 +608,8 @@ async fn accept_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
     if alpn == ALPN_GOSSIP {
         inner.adopt_gossip_connection(&conn, &peer);
         serve_gossip(inner, conn, peer).await;
+    } else if alpn == ALPN_CONSOLE || alpn == ALPN_IMAGE {
+        serve_streams(inner, conn, peer, alpn).await;
     } else {
         serve_requests(inner, conn, peer, alpn).await;
     }
@@ -571,6 +636,41 @@ async fn serve_gossip(inner: Arc<Inner>, conn: quinn::Connection, peer: PeerInfo
                     let _ = tx.try_send((from, bytes));
                 }
                 Err(e) => debug!(peer = %from, error = %e, "bad gossip stream"),
+            }
+        });
+    }
+}
+
+/// Hands each incoming bidirectional stream of a byte-pipe protocol to its [`StreamHandler`].
+async fn serve_streams(
+    inner: Arc<Inner>,
+    conn: quinn::Connection,
+    peer: PeerInfo,
+    alpn: &'static [u8],
+) {
+    loop {
+        let (mut send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(peer = %peer.addr, error = %e, "connection ended");
+                return;
+            }
+        };
+        if inner.faults.is_blocked(&peer.addr) {
+            continue;
+        }
+        let handler = inner
+            .stream_handlers
+            .read()
+            .ok()
+            .and_then(|h| h.get(alpn).cloned());
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            match handler {
+                Some(h) => h.handle(peer, send, recv).await,
+                None => {
+                    let _ = send.reset(quinn::VarInt::from_u32(404));
+                }
             }
         });
     }

@@ -191,6 +191,8 @@ fn router(node: Arc<Node>) -> Router {
         .route("/api/v1/nodes/{name}", delete(nodes::remove))
         .merge(users::routes())
         .merge(servers::routes())
+        .merge(images::routes())
+        .merge(backups::routes())
         .merge(tasks::routes())
         .route("/api/v1/events", get(events::stream))
         .merge(openapi::routes())
@@ -431,7 +433,10 @@ macro_rules! gate_as {
     }};
 }
 
+mod backups;
 mod events;
+mod images;
+pub(crate) use images::uploading;
 mod nodes;
 mod openapi;
 mod servers;

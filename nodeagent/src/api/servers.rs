@@ -33,6 +33,10 @@ pub(super) fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/servers", get(list).post(create))
         .route("/api/v1/servers/{name}", get(show).delete(remove))
         .route("/api/v1/servers/{name}/console", get(console))
+        .route(
+            "/api/v1/servers/{name}/console/attach",
+            get(attach_console_upgrade).post(attach_console),
+        )
         .route("/api/v1/servers/{name}/{action}", post(action))
         .route("/api/v1/nodes/{name}/maintenance", post(maintenance))
         .route("/api/v1/nodes/{name}/evacuate", post(evacuate))
@@ -80,6 +84,46 @@ fn visible<'a>(
         .get(name)
         .filter(|s| role == UserRole::Admin || s.owner == user)
         .ok_or_else(|| not_found(name))
+}
+
+/// The node holding the masters that `disks` are clones of (`None`: no disk is a clone). Each
+/// must be a ready master the user may use (their own, or an admin's); all on one node, since a
+/// clone is made next to its master in the node-local pool.
+fn masters_node(
+    state: &ClusterState,
+    user: &str,
+    role: UserRole,
+    disks: &[skiff_cluster::state::servers::DiskSpec],
+) -> Result<Option<String>, Failure> {
+    let mut at: Option<String> = None;
+    for m in disks.iter().filter_map(|d| d.image.as_deref()) {
+        let usable = state.images.get(m).filter(|i| {
+            role == UserRole::Admin
+                || i.owner == user
+                || state
+                    .users
+                    .get(&i.owner)
+                    .is_some_and(|u| u.role == UserRole::Admin)
+        });
+        let Some(image) = usable else {
+            return Err(Failure::bad_request(format!("no image named {m:?}")));
+        };
+        if !image.master || !image.ready {
+            return Err(Failure::bad_request(format!(
+                "image {m} is not a master: disks are clones of masters (skiff image master {m})"
+            )));
+        }
+        match &at {
+            Some(n) if *n != image.node => {
+                return Err(Failure::bad_request(format!(
+                    "the masters are on different nodes ({n} and {}): clones must be made next to their master",
+                    image.node
+                )))
+            }
+            _ => at = Some(image.node.clone()),
+        }
+    }
+    Ok(at)
 }
 
 /// Placements on this leader happen one at a time: each is decided on a state that includes
@@ -187,6 +231,203 @@ pub(super) async fn console(
     }
 }
 
+/// Attaches the leader to the serial console of `server` on its node (ALPN `skiff-console/1`):
+/// the QUIC stream, once the agent said it attached, or the failure as the API answers it.
+async fn open_console_stream(
+    node: &Node,
+    state: &ClusterState,
+    server: &ServerRecord,
+) -> Result<(quinn::SendStream, quinn::RecvStream), Failure> {
+    use agentproto::console::{
+        read_frame, write_frame, ConsoleAnswer, ConsoleErrorCode, ConsoleOpen, OPEN_TIMEOUT,
+    };
+    let name = &server.name;
+    let unavailable = |m: String| Failure::new(StatusCode::CONFLICT, "node_unavailable", m);
+    let on = server
+        .node
+        .clone()
+        .ok_or_else(|| unavailable(format!("server {name} is on no node")))?;
+    let addr = state
+        .nodes
+        .get(&on)
+        .map(|n| n.addr)
+        .ok_or_else(|| unavailable(format!("node {on} is not a member")))?;
+    let (mut send, mut recv) = node
+        .endpoint
+        .open_stream(addr, skiff_cluster::transport::ALPN_CONSOLE, OPEN_TIMEOUT)
+        .await
+        .map_err(|e| unavailable(format!("node {on} did not answer: {e}")))?;
+    let exchange = async {
+        write_frame(&mut send, &ConsoleOpen { name: name.clone() }).await?;
+        read_frame::<_, ConsoleAnswer>(&mut recv).await
+    };
+    match tokio::time::timeout(OPEN_TIMEOUT, exchange).await {
+        Ok(Ok(ConsoleAnswer::Attached)) => Ok((send, recv)),
+        Ok(Ok(ConsoleAnswer::Error { code, message })) => Err(match code {
+            ConsoleErrorCode::NotFound => not_found(name),
+            ConsoleErrorCode::NotRunning => Failure::new(
+                StatusCode::CONFLICT,
+                "not_running",
+                format!("server {name} is not running: {message}"),
+            ),
+            _ => unavailable(format!(
+                "node {on} cannot attach to the console of {name}: {message}"
+            )),
+        }),
+        Ok(Err(e)) => Err(unavailable(format!(
+            "node {on} gave an unexpected answer: {e}"
+        ))),
+        Err(_) => Err(unavailable(format!(
+            "node {on} did not open the console of {name} in time"
+        ))),
+    }
+}
+
+/// Bytes of console output queued between the node and one HTTP client.
+const ATTACH_QUEUE: usize = 16;
+
+/// `POST /api/v1/servers/{name}/console/attach`: a two-way serial console as one full-duplex
+/// HTTP exchange (what `skiff` uses, over HTTP/2): the request body is typed on the console, the
+/// response body (`application/octet-stream`) is the console's output. Ending the request body
+/// detaches; the response ends when the console closes. The owner or an admin; read-only users
+/// are refused (typing acts on the server).
+pub(super) async fn attach_console(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    Path(name): Path<String>,
+    body: axum::body::Body,
+) -> Result<Response, Failure> {
+    use futures::StreamExt;
+    let state = gate!(node, uri, caller, false);
+    let (user, role) = who(&state, &caller)?;
+    if role == UserRole::ReadOnly {
+        return Err(forbidden_read_only());
+    }
+    let server = visible(&state, &user, role, &name)?;
+    let (mut send, mut recv) = open_console_stream(&node, &state, server).await?;
+    // Client -> console.
+    tokio::spawn(async move {
+        let mut typed = body.into_data_stream();
+        while let Some(Ok(chunk)) = typed.next().await {
+            if send.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    // Console -> client, through a bounded queue: a slow client holds the console back.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(ATTACH_QUEUE);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; crate::compute::CONSOLE_CHUNK];
+        while let Ok(Some(n)) = recv.read(&mut buf).await {
+            if tx
+                .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let output = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(output),
+    )
+        .into_response())
+}
+
+/// The `Upgrade` protocol name of the raw console pipe (HTTP/1.1).
+pub const CONSOLE_UPGRADE: &str = "skiff-console";
+
+/// Whether the headers ask for the console upgrade (`Connection: Upgrade`,
+/// `Upgrade: skiff-console`; tokens compared without case).
+fn wants_console_upgrade(headers: &axum::http::HeaderMap) -> bool {
+    use axum::http::header;
+    let has = |h: header::HeaderName, want: &str| {
+        headers.get_all(h).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(want)))
+        })
+    };
+    has(header::UPGRADE, CONSOLE_UPGRADE) && has(header::CONNECTION, "upgrade")
+}
+
+/// `GET /api/v1/servers/{name}/console/attach` with `Connection: Upgrade` and
+/// `Upgrade: skiff-console` (HTTP/1.1 only): answers 101 and turns the connection into a raw byte
+/// pipe to the console, both ways. Same permissions as the `POST` form.
+pub(super) async fn attach_console_upgrade(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    Path(name): Path<String>,
+    mut req: axum::extract::Request,
+) -> Result<Response, Failure> {
+    use axum::http::header;
+    let state = gate!(node, uri, caller, false);
+    let (user, role) = who(&state, &caller)?;
+    if role == UserRole::ReadOnly {
+        return Err(forbidden_read_only());
+    }
+    let server = visible(&state, &user, role, &name)?;
+    if !wants_console_upgrade(req.headers()) {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "upgrade_required",
+            format!(
+                "attach with `Connection: Upgrade` and `Upgrade: {CONSOLE_UPGRADE}` over \
+                 HTTP/1.1, or POST for a full-duplex stream"
+            ),
+        ));
+    }
+    if req.version() != axum::http::Version::HTTP_11 {
+        return Err(Failure::bad_request(
+            "an upgrade needs HTTP/1.1; over HTTP/2, POST to this path instead",
+        ));
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (mut send, mut recv) = open_console_stream(&node, &state, server).await?;
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => hyper_util::rt::TokioIo::new(u),
+            Err(e) => {
+                tracing::debug!(error = %e, "console upgrade failed");
+                return;
+            }
+        };
+        let (mut from_client, mut to_client) = tokio::io::split(upgraded);
+        let typing = async {
+            let _ = tokio::io::copy(&mut from_client, &mut send).await;
+            let _ = send.finish();
+        };
+        let showing = async {
+            let _ = tokio::io::copy(&mut recv, &mut to_client).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut to_client).await;
+        };
+        let mut showing = std::pin::pin!(showing);
+        tokio::select! {
+            // The console closed: the client's half goes with it.
+            () = &mut showing => {}
+            // Detached: the agent drains the console's output and ends the stream.
+            () = typing => showing.await,
+        }
+    });
+    Ok((
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, "upgrade"),
+            (header::UPGRADE, CONSOLE_UPGRADE),
+        ],
+    )
+        .into_response())
+}
+
 pub(super) async fn create(
     State(node): State<Arc<Node>>,
     Extension(caller): Extension<Caller>,
@@ -226,6 +467,16 @@ pub(super) async fn create(
     let mut demand = Demand::of(&spec);
     if let Some(n) = &req.node {
         demand.lock_to_node = Some(n.clone());
+    }
+    if let Some(at) = masters_node(&state, &user, role, &spec.disks)? {
+        if let Some(n) = req.node.as_ref().or(req.lock_to_node.as_ref()) {
+            if *n != at {
+                return Err(Failure::bad_request(format!(
+                    "the server's disks are clones of masters on node {at} (local pool): it cannot go on {n}"
+                )));
+            }
+        }
+        demand.lock_to_node = Some(at);
     }
     let target = scheduler::place(
         &scheduler::candidates(&state, &gossip, None),
@@ -310,12 +561,21 @@ pub(super) async fn action(
             placed = Some(to.clone());
             ServerCommand::Move { name, to }
         }
-        "attach_disk" => ServerCommand::AttachDisk {
-            name,
-            disk: req
+        "attach_disk" => {
+            let disk = req
                 .disk
-                .ok_or_else(|| Failure::bad_request("attach_disk needs a disk"))?,
-        },
+                .ok_or_else(|| Failure::bad_request("attach_disk needs a disk"))?;
+            if let Some(at) = masters_node(&state, &user, role, std::slice::from_ref(&disk))? {
+                if rec.node.as_deref() != Some(at.as_str()) {
+                    return Err(Failure::bad_request(format!(
+                        "master {} is on node {at}, the server on {}: a clone must be made where its master is",
+                        disk.image.as_deref().unwrap_or_default(),
+                        rec.node.as_deref().unwrap_or("no node")
+                    )));
+                }
+            }
+            ServerCommand::AttachDisk { name, disk }
+        }
         "detach_disk" => ServerCommand::DetachDisk {
             name,
             index: req

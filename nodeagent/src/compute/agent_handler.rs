@@ -32,6 +32,8 @@ pub struct AgentHandler {
     disks: Option<super::disks::DiskProvisioner>,
     /// The servers' latest live figures, for reports.
     figures: Option<Arc<super::figures::Sampler>>,
+    /// The node-local pool's images, for `Image` work.
+    images: Option<crate::storage::images::ImageStore>,
 }
 
 impl AgentHandler {
@@ -45,12 +47,19 @@ impl AgentHandler {
             fencing: None,
             disks: None,
             figures: None,
+            images: None,
         }
     }
 
     /// Adds the servers' live figures from `sampler` to every report.
     pub fn with_figures(mut self, sampler: Arc<super::figures::Sampler>) -> Self {
         self.figures = Some(sampler);
+        self
+    }
+
+    /// Carries out `Image` work on `store` (the node-local pool).
+    pub fn with_images(mut self, store: crate::storage::images::ImageStore) -> Self {
+        self.images = Some(store);
         self
     }
 
@@ -90,6 +99,8 @@ impl AgentHandler {
             AgentRequest::Report => None,
             AgentRequest::Ensure { server, .. } => Some(server.name.clone()),
             AgentRequest::Remove { name } => Some(name.clone()),
+            AgentRequest::Image { name, .. } => Some(format!("image:{name}")),
+            AgentRequest::Backup { id, .. } => Some(format!("backup:{id}")),
             // Reading the console needs no lock: it changes nothing.
             AgentRequest::Console { .. } => None,
         };
@@ -115,12 +126,15 @@ impl AgentHandler {
                     }
                 }
                 AgentRequest::Remove { .. }
+                | AgentRequest::Image { .. }
+                | AgentRequest::Backup { .. }
                 | AgentRequest::Report
                 | AgentRequest::Console { .. } => {}
             }
         }
         let (node, generation) = (self.node.clone(), self.generation);
         let disks = self.disks.clone();
+        let images = self.images.clone();
         let figures = self
             .figures
             .as_ref()
@@ -166,6 +180,26 @@ impl AgentHandler {
                     Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
                 }
             }
+            AgentRequest::Image { name, op } => match &images {
+                None => AgentReply::error(
+                    AgentErrorCode::Hypervisor,
+                    format!("node {node} has no image pool"),
+                ),
+                Some(store) => match crate::storage::work::carry_out(store, &name, &op) {
+                    Ok(log) => AgentReply::Done { log, domain: None },
+                    Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
+                },
+            },
+            AgentRequest::Backup { id, files, op } => match &images {
+                None => AgentReply::error(
+                    AgentErrorCode::Hypervisor,
+                    format!("node {node} has no image pool"),
+                ),
+                Some(store) => match crate::storage::work::backup(store, id, &files, op) {
+                    Ok(log) => AgentReply::Done { log, domain: None },
+                    Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e),
+                },
+            },
             AgentRequest::Remove { name } => {
                 let mut r = remove(h.as_ref(), &name);
                 if let (Ok((log, _)), Some(d)) = (&mut r, &disks) {

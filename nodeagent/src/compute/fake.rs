@@ -40,7 +40,8 @@ struct Inner {
 /// The in-memory fake hypervisor (see the module documentation).
 #[derive(Default)]
 pub struct FakeHypervisor {
-    inner: Mutex<Inner>,
+    /// Shared with the threads of attached consoles.
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl FakeHypervisor {
@@ -49,11 +50,7 @@ impl FakeHypervisor {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        let mut g = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&mut g)
+        with_inner(&self.inner, f)
     }
 
     /// Makes the next call of `op` fail (tests).
@@ -144,6 +141,126 @@ impl FakeHypervisor {
             Ok(())
         })
     }
+}
+
+fn with_inner<T>(inner: &Mutex<Inner>, f: impl FnOnce(&mut Inner) -> T) -> T {
+    let mut g = match inner.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    f(&mut g)
+}
+
+/// How often a fake console looks for typed bytes and at its domain's power state.
+const CONSOLE_TICK: Duration = Duration::from_millis(10);
+
+/// The "guest" behind a fake console: echoes what is typed, like a terminal in cooked mode, and
+/// on a carriage return answers like the busybox test guest's shell would: `echo WORDS` prints
+/// the words (with `$((A*B))` and `$((A+B))` worked out), anything else is not found; then a
+/// `# ` prompt. ctrl-C drops the line being typed. Everything it writes is kept in the console log too. Ends when the input is
+/// dropped, the reader is gone, or the domain stops running.
+fn fake_console(
+    inner: Arc<Mutex<Inner>>,
+    name: String,
+    mut input: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    output: tokio::sync::mpsc::Sender<Vec<u8>>,
+) {
+    use tokio::sync::mpsc::error::TryRecvError;
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let running = with_inner(&inner, |i| {
+            i.domains.get(&name).map(|d| d.power) == Some(DomainPower::Running)
+        });
+        if !running || output.is_closed() {
+            return;
+        }
+        let typed = match input.try_recv() {
+            Ok(b) => b,
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(CONSOLE_TICK);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => return,
+        };
+        let mut out = Vec::new();
+        for b in typed {
+            match b {
+                b'\r' | b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    let text = String::from_utf8_lossy(&line).trim().to_string();
+                    line.clear();
+                    if let Some(words) = text.strip_prefix("echo ") {
+                        out.extend_from_slice(expand(words).as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    } else if !text.is_empty() {
+                        let cmd = text.split_whitespace().next().unwrap_or_default();
+                        out.extend_from_slice(format!("sh: {cmd}: not found\r\n").as_bytes());
+                    }
+                    out.extend_from_slice(b"# ");
+                }
+                // ctrl-C drops the line, as a tty's line discipline and the shell do.
+                0x03 => {
+                    line.clear();
+                    out.extend_from_slice(b"^C\r\n# ");
+                }
+                // Backspace and delete rub out the last character.
+                0x08 | 0x7f => {
+                    if line.pop().is_some() {
+                        out.extend_from_slice(b"\x08 \x08");
+                    }
+                }
+                b => {
+                    // A line longer than a terminal's is cut, as a tty would.
+                    if line.len() < 4096 {
+                        line.push(b);
+                        out.push(b);
+                    }
+                }
+            }
+        }
+        with_inner(&inner, |i| {
+            if let Some(d) = i.domains.get_mut(&name) {
+                d.console.extend_from_slice(&out);
+            }
+        });
+        if !out.is_empty() && output.blocking_send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// `echo`'s words with `$((A*B))` and `$((A+B))` worked out (what the test shell command uses).
+fn expand(words: &str) -> String {
+    let mut out = String::new();
+    let mut rest = words;
+    while let Some(start) = rest.find("$((") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 3..];
+        let Some(end) = after.find("))") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let expr = &after[..end];
+        let value = expr
+            .split_once('*')
+            .map(|(a, b)| (a, b, '*'))
+            .or_else(|| expr.split_once('+').map(|(a, b)| (a, b, '+')))
+            .and_then(|(a, b, op)| {
+                let (a, b) = (a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?);
+                if op == '*' {
+                    a.checked_mul(b)
+                } else {
+                    a.checked_add(b)
+                }
+            });
+        match value {
+            Some(v) => out.push_str(&v.to_string()),
+            None => out.push('0'),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn take_failure(i: &mut Inner, op: &'static str) -> Result<(), HypervisorError> {
@@ -239,6 +356,35 @@ impl Hypervisor for FakeHypervisor {
                 .get(name)
                 .ok_or_else(|| HypervisorError::NotFound(name.to_string()))?;
             Ok(super::tail_text(&d.console, max_bytes))
+        })
+    }
+
+    fn open_console(&self, name: &str) -> Result<super::ConsoleSession, HypervisorError> {
+        self.with(|i| {
+            take_failure(i, "open_console")?;
+            let d = i
+                .domains
+                .get(name)
+                .ok_or_else(|| HypervisorError::NotFound(name.to_string()))?;
+            if d.power != Running {
+                return Err(HypervisorError::InvalidState {
+                    name: name.to_string(),
+                    power: d.power,
+                    op: "attach to the console of",
+                });
+            }
+            Ok(())
+        })?;
+        let (input_tx, input_rx) = tokio::sync::mpsc::channel(super::CONSOLE_QUEUE);
+        let (output_tx, output_rx) = tokio::sync::mpsc::channel(super::CONSOLE_QUEUE);
+        let (inner, n) = (self.inner.clone(), name.to_string());
+        std::thread::Builder::new()
+            .name(format!("console-{name}"))
+            .spawn(move || fake_console(inner, n, input_rx, output_tx))
+            .map_err(|e| HypervisorError::Failed(format!("cannot start the console: {e}")))?;
+        Ok(super::ConsoleSession {
+            output: output_rx,
+            input: input_tx,
         })
     }
 
@@ -365,6 +511,39 @@ mod tests {
         h.undefine("a").unwrap();
         assert!(h.list().unwrap().is_empty());
         assert_eq!(h.journal().first().map(String::as_str), Some("define a 1"));
+    }
+
+    #[test]
+    fn the_fake_console_echoes_and_answers() {
+        let h = FakeHypervisor::new();
+        h.define(&spec("a", 1)).unwrap();
+        assert!(matches!(
+            h.open_console("a"),
+            Err(HypervisorError::InvalidState { .. })
+        ));
+        assert!(matches!(
+            h.open_console("b"),
+            Err(HypervisorError::NotFound(_))
+        ));
+        h.start("a").unwrap();
+        let mut s = h.open_console("a").unwrap();
+        s.input
+            .blocking_send(b"echo skiff-$((6*7))\r".to_vec())
+            .unwrap();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("# ") {
+            seen.extend(s.output.blocking_recv().expect("output"));
+        }
+        let text = String::from_utf8_lossy(&seen);
+        assert!(
+            text.contains("echo skiff-$((6*7))\r\nskiff-42\r\n# "),
+            "{text:?}"
+        );
+        assert!(h.console_tail("a", 1024).unwrap().0.contains("skiff-42"));
+        // The console closes when the domain stops.
+        h.destroy("a").unwrap();
+        assert!(s.output.blocking_recv().is_none());
+        assert_eq!(expand("x $((2+3)) $((a*b)) $((1"), "x 5 0 $((1");
     }
 
     #[test]

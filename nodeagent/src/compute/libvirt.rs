@@ -5,6 +5,11 @@
 //! hypervisor's log directory.
 //!
 //! Every call blocks on libvirt (the trait says so): call it from `spawn_blocking`.
+//!
+//! Two-way consoles ([`Hypervisor::open_console`]) use a non-blocking libvirt stream, shuttled by
+//! a thread of their own. Non-blocking streams of a remote connection only receive data while an
+//! event loop runs, so the first connection registers libvirt's default event loop and runs it on
+//! a thread (`libvirt-events`) for the life of the process.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +26,29 @@ use super::{DomainInfo, DomainSpec, DomainStats, Hypervisor, HypervisorError, Sh
 
 /// How often [`Hypervisor::shutdown`] looks at the domain while it waits for the guest.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+
+/// How long a console thread sleeps when nothing moved either way.
+const CONSOLE_IDLE: Duration = Duration::from_millis(15);
+
+/// Registers libvirt's default event loop and runs it on a thread, once per process, before the
+/// first connection is opened (connections opened earlier would not use it).
+fn ensure_event_loop() {
+    static STARTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    STARTED.get_or_init(|| {
+        if let Err(e) = virt::event::event_register_default_impl() {
+            tracing::warn!(error = %e, "cannot register libvirt's event loop: two-way consoles will not receive output");
+            return false;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("libvirt-events".into())
+            .spawn(|| loop {
+                if virt::event::event_run_default_impl().is_err() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        spawned.is_ok()
+    });
+}
 
 /// Why [`LibvirtHypervisor::connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +108,7 @@ impl LibvirtHypervisor {
             uri: uri.to_string(),
             message: e.to_string(),
         };
+        ensure_event_loop();
         let conn = Connect::open(Some(uri)).map_err(libvirt_err)?;
         let driver = conn.driver_type().map_err(libvirt_err)?;
         let domain_type = if driver.eq_ignore_ascii_case("test") {
@@ -139,6 +168,90 @@ impl LibvirtHypervisor {
             });
         }
         act(&dom).map_err(|e| map_err(name, op, Some(&dom), e))
+    }
+}
+
+/// Moves bytes between a libvirt console stream and a [`super::ConsoleSession`]'s channels until
+/// the stream ends (EOF or error: the domain stopped, another session took the console over), the
+/// input channel is dropped (detach) or the reader of the output is gone. Polls both ways, and
+/// sleeps [`CONSOLE_IDLE`] when nothing moved. Finishes the stream on a detach, aborts it on
+/// failure.
+fn shuttle_console(
+    name: &str,
+    stream: virt::stream::Stream,
+    mut input: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    output: tokio::sync::mpsc::Sender<Vec<u8>>,
+) {
+    use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+    let mut buf = vec![0u8; super::CONSOLE_CHUNK];
+    // Output read from the stream that the reader has no room for yet.
+    let mut held: Option<Vec<u8>> = None;
+    // Typed bytes not written to the stream yet.
+    let mut typed: Vec<u8> = Vec::new();
+    let end = loop {
+        let mut moved = false;
+        // Typing: take more only once what was taken is written.
+        if typed.is_empty() {
+            match input.try_recv() {
+                Ok(b) => typed = b,
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => break Ok(()),
+            }
+        }
+        if !typed.is_empty() {
+            match stream.send(&typed) {
+                Ok(n) if n > 0 => {
+                    let n = usize::try_from(n).unwrap_or(0).min(typed.len());
+                    typed.drain(..n);
+                    moved = true;
+                }
+                // -2: the stream cannot take more now.
+                Ok(_) => {}
+                Err(e) => break Err(e.to_string()),
+            }
+        }
+        // Output: read more only once the reader took what was read.
+        if let Some(chunk) = held.take() {
+            match output.try_send(chunk) {
+                Ok(()) => moved = true,
+                Err(TrySendError::Full(chunk)) => held = Some(chunk),
+                Err(TrySendError::Closed(_)) => break Ok(()),
+            }
+        }
+        if held.is_none() {
+            match stream.recv(&mut buf) {
+                Ok(0) => break Err("the console closed".into()),
+                Ok(n) if n > 0 => {
+                    let n = usize::try_from(n).unwrap_or(0).min(buf.len());
+                    held = Some(buf[..n].to_vec());
+                    moved = true;
+                }
+                // -2: nothing to read now.
+                Ok(_) => {}
+                Err(e) => break Err(e.to_string()),
+            }
+        }
+        if output.is_closed() {
+            break Ok(());
+        }
+        if !moved {
+            std::thread::sleep(CONSOLE_IDLE);
+        }
+    };
+    // What was read before the end still reaches a reader that is there.
+    if let Some(chunk) = held {
+        let _ = output.try_send(chunk);
+    }
+    match end {
+        Ok(()) => {
+            if let Err(e) = stream.finish() {
+                tracing::debug!(server = %name, error = %e, "finishing the console stream");
+            }
+        }
+        Err(reason) => {
+            tracing::debug!(server = %name, %reason, "console stream ended");
+            let _ = stream.abort();
+        }
     }
 }
 
@@ -293,6 +406,38 @@ impl Hypervisor for LibvirtHypervisor {
                 path.display()
             ))),
         }
+    }
+
+    fn open_console(&self, name: &str) -> Result<super::ConsoleSession, HypervisorError> {
+        let op = "attach to the console of";
+        let dom = self.managed(name)?;
+        let power = power_of(&dom).map_err(|e| map_err(name, op, None, e))?;
+        if power != Running {
+            return Err(HypervisorError::InvalidState {
+                name: name.into(),
+                power,
+                op,
+            });
+        }
+        let stream = virt::stream::Stream::new(&self.conn, virt::sys::VIR_STREAM_NONBLOCK)
+            .map_err(|e| map_err(name, op, None, e))?;
+        // FORCE: a new session takes the console over from an older one (one byte pipe a
+        // console); the older one sees its stream end.
+        dom.open_console(None, &stream, virt::sys::VIR_DOMAIN_CONSOLE_FORCE)
+            .map_err(|e| map_err(name, op, Some(&dom), e))?;
+        let (input_tx, input_rx) = tokio::sync::mpsc::channel(super::CONSOLE_QUEUE);
+        let (output_tx, output_rx) = tokio::sync::mpsc::channel(super::CONSOLE_QUEUE);
+        let n = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("console-{name}"))
+            .spawn(move || shuttle_console(&n, stream, input_rx, output_tx))
+            .map_err(|e| {
+                HypervisorError::Failed(format!("cannot start the console thread: {e}"))
+            })?;
+        Ok(super::ConsoleSession {
+            output: output_rx,
+            input: input_tx,
+        })
     }
 
     fn stats(&self) -> Result<Vec<DomainStats>, HypervisorError> {
@@ -576,6 +721,10 @@ mod tests {
             h.shutdown(&name, Duration::from_millis(10)),
             Err(HypervisorError::InvalidState { power: Shutoff, .. })
         ));
+        assert!(matches!(
+            h.open_console(&name),
+            Err(HypervisorError::InvalidState { power: Shutoff, .. })
+        ));
         h.start(&name).unwrap();
         assert!(matches!(
             h.start(&name),
@@ -597,9 +746,17 @@ mod tests {
             h.undefine(&missing),
             Err(HypervisorError::NotFound(missing.clone()))
         );
+        assert!(matches!(
+            h.open_console(&missing),
+            Err(HypervisorError::NotFound(_))
+        ));
         // Names that could never be ours, including one that cannot cross into C.
         for bad in ["a\0b", "../x", ""] {
             assert_eq!(h.start(bad), Err(HypervisorError::NotFound(bad.into())));
+            assert!(matches!(
+                h.open_console(bad),
+                Err(HypervisorError::NotFound(_))
+            ));
         }
     }
 

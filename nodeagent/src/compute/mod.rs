@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::agent::Node;
 
 pub mod agent_handler;
+pub mod console;
 pub mod disks;
 pub mod domain_xml;
 pub mod fake;
@@ -120,6 +121,23 @@ pub fn tail_text(bytes: &[u8], max_bytes: u64) -> (String, bool) {
     (String::from_utf8_lossy(&bytes[start..]).into_owned(), true)
 }
 
+/// Chunks queued each way between a console and its reader (each at most [`CONSOLE_CHUNK`]
+/// bytes): a slow client holds the console back instead of growing memory.
+pub const CONSOLE_QUEUE: usize = 32;
+/// Largest chunk of console bytes moved at once.
+pub const CONSOLE_CHUNK: usize = 4096;
+
+/// An attached two-way serial console ([`Hypervisor::open_console`]). The hypervisor side runs on
+/// its own thread; both channels are bounded ([`CONSOLE_QUEUE`]).
+#[derive(Debug)]
+pub struct ConsoleSession {
+    /// What the guest writes; closed when the console ends (the domain stopped, another session
+    /// took the console over, or `input` was dropped).
+    pub output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// What is typed to the guest; dropping it detaches and closes the console.
+    pub input: tokio::sync::mpsc::Sender<Vec<u8>>,
+}
+
 /// How a graceful shutdown ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownOutcome {
@@ -174,6 +192,12 @@ pub trait Hypervisor: Send + Sync + 'static {
         let _ = max_bytes;
         Err(HypervisorError::NotFound(name.to_string()))
     }
+    /// Attaches to the serial console of a running domain, both ways (see [`ConsoleSession`]).
+    /// A newer session takes the console over from an older one. Returns at once: the bytes move
+    /// on a thread of the hypervisor's own.
+    fn open_console(&self, name: &str) -> Result<ConsoleSession, HypervisorError> {
+        Err(HypervisorError::NotFound(name.to_string()))
+    }
     /// Counters of the running managed domains (none by default).
     fn stats(&self) -> Result<Vec<DomainStats>, HypervisorError> {
         Ok(Vec::new())
@@ -217,6 +241,22 @@ async fn publish_servers(
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(SERVERS_FIGURE_INTERVAL) => {}
+        }
+    }
+}
+
+/// The node-local pool's image store (`DATA_DIR/pools/local`), made if missing; `None` (logged)
+/// when it cannot be.
+fn local_pool(data_dir: &std::path::Path) -> Option<crate::storage::images::ImageStore> {
+    let pool = data_dir.join("pools").join(LOCAL_POOL_DIR);
+    let store = std::fs::create_dir_all(&pool)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(crate::storage::images::ImageStore::new(pool)?));
+    match store {
+        Ok(s) => Some(s),
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "the local image pool is unusable: no image work here");
+            None
         }
     }
 }
@@ -324,6 +364,9 @@ impl Hypervisor for Unavailable {
     fn undefine(&self, _: &str) -> Result<(), HypervisorError> {
         Err(HypervisorError::Failed(self.0.clone()))
     }
+    fn open_console(&self, _: &str) -> Result<ConsoleSession, HypervisorError> {
+        Err(HypervisorError::Failed(self.0.clone()))
+    }
 }
 
 /// Sets up compute on a starting node: when `[compute] enabled`, picks the hypervisor (off the
@@ -351,12 +394,36 @@ pub async fn start(node: &Arc<Node>) {
         ));
         tokio::spawn(crate::fencing::run(Arc::downgrade(node), h.clone()));
     }
-    let mut handler = agent_handler::AgentHandler::new(node.name.clone(), hypervisor)
+    let mut handler = agent_handler::AgentHandler::new(node.name.clone(), hypervisor.clone())
         .with_fencing(node.fencing.clone())
         .with_figures(sampler);
+    // Images live in the node-local pool whatever the hypervisor (the fake one too: qemu-img
+    // works without it), on every node that runs servers.
+    let images = match &disks {
+        Some(d) => Some(d.store().clone()),
+        None if hypervisor.is_some() => local_pool(&node.data_dir),
+        None => None,
+    };
+    node.endpoint.set_stream_handler(
+        skiff_cluster::transport::ALPN_IMAGE,
+        Arc::new(crate::storage::stream::ImageStreamHandler::new(
+            node.name.clone(),
+            images.clone(),
+        )),
+    );
+    if let Some(store) = images {
+        handler = handler.with_images(store);
+    }
     if let Some(d) = disks {
         handler = handler.with_disks(d);
     }
+    node.endpoint.set_stream_handler(
+        skiff_cluster::transport::ALPN_CONSOLE,
+        Arc::new(console::ConsoleHandler::new(
+            node.name.clone(),
+            hypervisor.clone(),
+        )),
+    );
     node.endpoint
         .set_request_handler(skiff_cluster::transport::ALPN_AGENT, Arc::new(handler));
 }

@@ -1,3 +1,6 @@
-//! Storage on a node: qcow2 images of a pool directory through `qemu-img` ([`images`]).
+//! Storage on a node: qcow2 images of a pool directory through `qemu-img` ([`images`]), and the
+//! image work the leader sends ([`work`]), and image uploads and downloads ([`stream`]).
 
 pub mod images;
+pub mod stream;
+pub mod work;

@@ -1,21 +1,92 @@
-//! Cockpit state: what the last refresh said, what the operator selected, and how keys change it.
-//! Nothing here touches the terminal or the network, so every transition is unit-testable.
+//! Cockpit state: what the cluster said, where the operator is (breadcrumbs, filters, sorts,
+//! selections, dialogs), and how keys change it. Nothing here touches the terminal or the
+//! network, so every transition is unit-testable; what must reach the network leaves as an
+//! [`Effect`].
 
+use std::collections::{BTreeMap, VecDeque};
+
+use skiff_cluster::api::backups::BackupView;
+use skiff_cluster::api::events::ApiEvent;
+use skiff_cluster::api::images::ImageView;
+use skiff_cluster::api::servers::ServerView;
+use skiff_cluster::api::tasks::{ActualView, NodeActual};
+use skiff_cluster::api::users::UserView;
 use skiff_cluster::api::{ClusterView, NodeView};
+use skiff_cluster::state::{AuditRecord, TaskRecord, UserRole};
 
-/// What the background refresher reports after each round.
+use super::command::{self, Command};
+use super::console::{self, ConsoleBuffer};
+use super::filter::Filter;
+use super::keymap::{Action, KeyMap};
+use super::model::{node_cpu_percent, EventLine, NodeHistory, PoolRow, ServerRow, MAX_EVENTS};
+use super::theme::Theme;
+use super::views::{self, ViewKind};
+
+/// Everything one full round of `GET`s returned. A list the API refused (e.g. users for a
+/// non-admin) is `None` and the previous copy is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The node that answered.
+    pub endpoint: String,
+    pub cluster: ClusterView,
+    pub nodes: Vec<NodeView>,
+    pub servers: Option<Vec<ServerView>>,
+    pub actual: Option<ActualView>,
+    pub tasks: Option<Vec<TaskRecord>>,
+    /// The caller (`whoami`): its role decides what the cockpit offers.
+    pub me: Option<UserView>,
+    /// Every user (admins only).
+    pub users: Option<Vec<UserView>>,
+    /// The newest audit records (admins only).
+    pub audit: Option<Vec<AuditRecord>>,
+    pub images: Option<Vec<ImageView>>,
+    pub backups: Option<Vec<BackupView>>,
+}
+
+impl Snapshot {
+    /// A round that only knows the cluster and its nodes.
+    pub fn new(endpoint: impl Into<String>, cluster: ClusterView, nodes: Vec<NodeView>) -> Self {
+        Snapshot {
+            endpoint: endpoint.into(),
+            cluster,
+            nodes,
+            servers: None,
+            actual: None,
+            tasks: None,
+            me: None,
+            users: None,
+            audit: None,
+            images: None,
+            backups: None,
+        }
+    }
+}
+
+/// What the background tasks report.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
-    /// The leader answered both the cluster and the node list.
-    Snapshot {
-        endpoint: String,
-        cluster: ClusterView,
-        nodes: Vec<NodeView>,
-    },
+    /// A full round of `GET`s succeeded.
+    Snapshot(Box<Snapshot>),
+    /// One event of the live stream.
+    Event(ApiEvent),
+    /// The event stream is open on this node.
+    Streaming { endpoint: String },
+    /// The event stream ended or failed; the refresher is opening it again.
+    Reconnecting { error: String },
     /// No node could be reached.
     Unreachable { error: String },
     /// A node answered but refused or could not serve (e.g. no leader during an election).
     Refused { endpoint: String, error: String },
+    /// The API accepted an operation and started this task.
+    OperationStarted { operation: Operation, task_id: u64 },
+    /// The API refused an operation (its message).
+    OperationFailed { operation: Operation, error: String },
+    /// New bytes of the open console.
+    ConsoleOutput(Vec<u8>),
+    /// The console stream ended, for this reason.
+    ConsoleClosed(String),
+    /// A one-line notice for the status line.
+    Notice(String),
 }
 
 /// How the cockpit is connected to the cluster.
@@ -23,11 +94,13 @@ pub enum Update {
 pub enum Link {
     /// No answer yet.
     Connecting,
-    /// The last refresh succeeded.
+    /// The data is current and the event stream is open (or being opened).
     Live,
-    /// The last refresh could not reach any endpoint.
+    /// The event stream ended (e.g. the leader changed): reopening it, maybe on another node.
+    Reconnecting { error: String },
+    /// The last attempt could not reach any endpoint.
     Unreachable { error: String },
-    /// The last refresh reached a node that could not answer.
+    /// The last attempt reached a node that could not answer.
     Refused { error: String },
 }
 
@@ -50,23 +123,229 @@ pub enum Key {
     Esc,
     /// A printable character (shifted letters arrive as upper case).
     Char(char),
-    /// Control plus a letter, always lower case: `Ctrl('c')`.
+    /// Control plus a letter, always lower case (`Ctrl('c')`), or plus one of `\ ] ^ _`;
+    /// `Ctrl(']')` leaves the console pane.
     Ctrl(char),
 }
 
-/// What the event loop must do after a key.
+/// An operation on a server, from the servers view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerOp {
+    Start,
+    Shutdown,
+    ForceOff,
+    Reboot,
+    Suspend,
+    Resume,
+    Move,
+    Delete,
+}
+
+impl ServerOp {
+    /// The action of `POST /servers/{name}/{action}`; `None` for delete (`DELETE /servers/{name}`).
+    pub fn api_action(self) -> Option<&'static str> {
+        Some(match self {
+            ServerOp::Start => "start",
+            ServerOp::Shutdown => "shutdown",
+            ServerOp::ForceOff => "destroy",
+            ServerOp::Reboot => "reboot",
+            ServerOp::Suspend => "suspend",
+            ServerOp::Resume => "resume",
+            ServerOp::Move => "move",
+            ServerOp::Delete => return None,
+        })
+    }
+
+    /// A verb for dialogs and the status line.
+    pub fn verb(self) -> &'static str {
+        match self {
+            ServerOp::Start => "start",
+            ServerOp::Shutdown => "shut down",
+            ServerOp::ForceOff => "force off",
+            ServerOp::Reboot => "reboot",
+            ServerOp::Suspend => "suspend",
+            ServerOp::Resume => "resume",
+            ServerOp::Move => "move",
+            ServerOp::Delete => "delete",
+        }
+    }
+
+    /// Whether it loses data or a running guest: the operator must type the server's name.
+    pub fn is_destructive(self) -> bool {
+        matches!(self, ServerOp::ForceOff | ServerOp::Delete)
+    }
+
+    fn of(action: Action) -> Option<ServerOp> {
+        Some(match action {
+            Action::Start => ServerOp::Start,
+            Action::Shutdown => ServerOp::Shutdown,
+            Action::ForceOff => ServerOp::ForceOff,
+            Action::Reboot => ServerOp::Reboot,
+            Action::Suspend => ServerOp::Suspend,
+            Action::Resume => ServerOp::Resume,
+            Action::Move => ServerOp::Move,
+            Action::Delete => ServerOp::Delete,
+            _ => return None,
+        })
+    }
+}
+
+/// One confirmed operation for the session to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub op: ServerOp,
+    pub server: String,
+    /// `move`: the destination node; `None` lets the scheduler choose.
+    pub to: Option<String>,
+}
+
+/// What the event loop must do after a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     None,
     Redraw,
-    /// Ask the refresher for a round now.
+    /// Ask the refresher for a full round now.
     Refresh,
     Quit,
+    /// Send this operation to the API.
+    Operate(Operation),
+    /// Start streaming this server's console ([`Update::ConsoleOutput`]).
+    OpenConsole(String),
+    /// Bytes the operator typed into the console.
+    ConsoleInput(Vec<u8>),
+    /// Stop the console stream.
+    CloseConsole,
 }
 
-/// Rows a page-up/page-down moves.
-const PAGE: usize = 10;
+/// What narrows a list beyond its filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Servers placed on this node.
+    Node(String),
+}
 
+/// One list view as the operator left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListState {
+    pub view: ViewKind,
+    pub scope: Option<Scope>,
+    pub filter: Filter,
+    pub sort_col: usize,
+    pub sort_desc: bool,
+    /// Indices into the view's data, filtered and sorted; rebuilt when data, filter or sort
+    /// change, never while drawing.
+    pub rows: Vec<usize>,
+    /// Position of the selection in `rows`.
+    pub cursor: usize,
+    /// Key (name or id) of the selected object: the selection follows it.
+    pub selected: Option<String>,
+    /// First row shown.
+    pub offset: usize,
+}
+
+impl ListState {
+    /// A fresh list in its default order.
+    pub fn new(view: ViewKind, scope: Option<Scope>) -> Self {
+        let (sort_col, sort_desc) = views::default_sort(view);
+        ListState {
+            view,
+            scope,
+            filter: Filter::default(),
+            sort_col,
+            sort_desc,
+            rows: Vec::new(),
+            cursor: 0,
+            selected: None,
+            offset: 0,
+        }
+    }
+
+    /// Index into the view's data of the selected row.
+    pub fn selected_index(&self) -> Option<usize> {
+        self.rows.get(self.cursor).copied()
+    }
+}
+
+/// The console pane of one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsolePane {
+    pub server: String,
+    pub output: ConsoleBuffer,
+    /// A one-line notice (e.g. that typing is not possible yet).
+    pub notice: Option<String>,
+    /// Why the stream ended, once it did.
+    pub closed: Option<String>,
+}
+
+/// One breadcrumb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    Overview,
+    List(ListState),
+    /// A view the API does not serve yet.
+    Unavailable(ViewKind),
+    /// Every field of one object; `key` as the view's list names it.
+    Describe {
+        view: ViewKind,
+        key: String,
+        scroll: usize,
+    },
+    /// One task's log, following new lines while `scroll` is `None`.
+    TaskLog {
+        id: u64,
+        scroll: Option<usize>,
+    },
+    Console(ConsolePane),
+}
+
+/// A dialog or text input over the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    Help {
+        scroll: usize,
+    },
+    Command {
+        input: String,
+    },
+    Filter,
+    /// Where to move a server (empty: the scheduler chooses).
+    MoveTo {
+        server: String,
+        input: String,
+    },
+    Confirm(Confirm),
+}
+
+/// A pending confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub operation: Operation,
+    /// What the operator typed (destructive operations need the server's name).
+    pub typed: String,
+    /// Shown after a wrong name.
+    pub error: Option<String>,
+}
+
+/// How loud a status line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// The status line's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub level: Level,
+    pub text: String,
+}
+
+/// Rows the layout around a list takes (header, borders, column titles, status, key hints).
+const CHROME_ROWS: u16 = 7;
+
+/// The whole cockpit state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
     /// From the credential: known before any answer.
@@ -76,16 +355,43 @@ pub struct App {
     pub endpoint: String,
     pub link: Link,
     pub cluster: Option<ClusterView>,
-    /// Sorted by name; kept from the last good refresh while the cluster is unreachable.
+    /// The caller's role, once `whoami` answered.
+    pub role: Option<UserRole>,
+    /// Operations refused whatever the role (`App::read_only(true)`).
+    pub read_only: bool,
+    /// Sorted by name; kept from the last good round while the cluster is unreachable.
     pub nodes: Vec<NodeView>,
-    /// Name of the selected node, kept across refreshes.
-    pub selected: Option<String>,
-    pub show_help: bool,
-    /// Successful refreshes so far.
+    pub servers: Vec<ServerRow>,
+    pub tasks: Vec<TaskRecord>,
+    pub users: Vec<UserView>,
+    pub audit: Vec<AuditRecord>,
+    pub events: VecDeque<EventLine>,
+    pub pools: Vec<PoolRow>,
+    /// Sorted by name.
+    pub images: Vec<ImageView>,
+    /// Sorted by id (oldest first).
+    pub backups: Vec<BackupView>,
+    /// What the reconciler last heard from each compute node.
+    pub node_reports: Vec<NodeActual>,
+    pub history: BTreeMap<String, NodeHistory>,
+    /// Breadcrumbs, root first; never empty.
+    pub stack: Vec<Screen>,
+    pub mode: Mode,
+    pub status: Option<Status>,
+    /// Tasks started from this cockpit, newest last: the status line follows the newest.
+    pub tracked: Vec<(Operation, u64)>,
+    pub keymap: KeyMap,
+    pub theme: Theme,
+    /// Terminal size (columns, rows), from the session.
+    pub size: (u16, u16),
+    /// Full rounds so far.
     pub refreshes: u64,
+    event_seq: u64,
 }
 
 impl App {
+    /// A cockpit for `user` of `cluster_id`, about to ask `endpoint`; it opens on the overview
+    /// with the default keys and theme.
     pub fn new(
         cluster_id: impl Into<String>,
         user: impl Into<String>,
@@ -97,208 +403,861 @@ impl App {
             endpoint: endpoint.into(),
             link: Link::Connecting,
             cluster: None,
+            role: None,
+            read_only: false,
             nodes: Vec::new(),
-            selected: None,
-            show_help: false,
+            servers: Vec::new(),
+            tasks: Vec::new(),
+            users: Vec::new(),
+            audit: Vec::new(),
+            events: VecDeque::new(),
+            pools: Vec::new(),
+            images: Vec::new(),
+            backups: Vec::new(),
+            node_reports: Vec::new(),
+            history: BTreeMap::new(),
+            stack: vec![Screen::Overview],
+            mode: Mode::Normal,
+            status: None,
+            tracked: Vec::new(),
+            keymap: KeyMap::default(),
+            theme: Theme::default(),
+            size: (80, 24),
             refreshes: 0,
+            event_seq: 0,
         }
     }
 
-    /// Index of the selected node in `nodes`.
-    pub fn selected_index(&self) -> Option<usize> {
-        let name = self.selected.as_ref()?;
-        self.nodes.iter().position(|n| &n.name == name)
+    /// Refuses every operation, whatever the user's role.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
     }
 
+    /// Uses these key bindings (see [`KeyMap::from_toml`]).
+    pub fn with_keymap(mut self, keymap: KeyMap) -> Self {
+        self.keymap = keymap;
+        self
+    }
+
+    /// Draws with this theme.
+    pub fn with_theme(mut self, theme: Theme) -> Self {
+        self.theme = theme;
+        self
+    }
+
+    /// Opens on this view instead of the overview.
+    pub fn with_view(mut self, view: ViewKind) -> Self {
+        self.stack = vec![screen_of(view)];
+        self.rebuild();
+        self
+    }
+
+    /// The terminal is now this size.
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.size = (cols, rows);
+        self.scroll_into_view();
+    }
+
+    /// The screen on top of the breadcrumbs.
+    pub fn screen(&self) -> &Screen {
+        // `stack` is never empty; the overview stands in if it ever were.
+        self.stack.last().unwrap_or(&Screen::Overview)
+    }
+
+    fn screen_mut(&mut self) -> &mut Screen {
+        if self.stack.is_empty() {
+            self.stack.push(Screen::Overview);
+        }
+        let last = self.stack.len() - 1;
+        &mut self.stack[last]
+    }
+
+    /// The list on top, if the top screen is a list.
+    pub fn list(&self) -> Option<&ListState> {
+        match self.screen() {
+            Screen::List(ls) => Some(ls),
+            _ => None,
+        }
+    }
+
+    fn list_mut(&mut self) -> Option<&mut ListState> {
+        match self.screen_mut() {
+            Screen::List(ls) => Some(ls),
+            _ => None,
+        }
+    }
+
+    /// The selected node of the nodes view.
     pub fn selected_node(&self) -> Option<&NodeView> {
-        self.selected_index().map(|i| &self.nodes[i])
+        let ls = self.list().filter(|ls| ls.view == ViewKind::Nodes)?;
+        self.nodes.get(ls.selected_index()?)
     }
 
-    /// Whether the nodes shown come from an earlier refresh than the last attempt.
+    /// The selected server of the servers view.
+    pub fn selected_server(&self) -> Option<&ServerRow> {
+        let ls = self.list().filter(|ls| ls.view == ViewKind::Servers)?;
+        self.servers.get(ls.selected_index()?)
+    }
+
+    /// Whether the data shown comes from an earlier answer than the last attempt.
     pub fn is_stale(&self) -> bool {
-        !matches!(self.link, Link::Live | Link::Connecting)
+        matches!(self.link, Link::Unreachable { .. } | Link::Refused { .. })
     }
 
+    /// Whether the user may not change anything: the read-only flag, or the read-only role.
+    pub fn operations_refused(&self) -> Option<String> {
+        if self.read_only {
+            Some("read-only cockpit: operations are turned off".into())
+        } else if self.role == Some(UserRole::ReadOnly) {
+            Some(format!(
+                "{} has the read-only role: operations are refused",
+                self.user
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Rows of a list that fit on the screen.
+    pub fn page_rows(&self) -> usize {
+        usize::from(self.size.1.saturating_sub(CHROME_ROWS).max(1))
+    }
+
+    fn notice(&mut self, level: Level, text: impl Into<String>) {
+        self.status = Some(Status {
+            level,
+            text: text.into(),
+        });
+    }
+
+    fn push_event(&mut self, kind: &'static str, at: Option<u64>, text: String) {
+        self.event_seq += 1;
+        self.events.push_back(EventLine {
+            seq: self.event_seq,
+            at,
+            kind,
+            text,
+        });
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    // ----- data ---------------------------------------------------------------------------
+
+    /// Applies what a background task reported.
     pub fn apply(&mut self, update: Update) {
+        let touched = touches(&update, self.list().map(|ls| ls.view));
         match update {
-            Update::Snapshot {
-                endpoint,
-                cluster,
-                mut nodes,
-            } => {
-                nodes.sort_by(|a, b| a.name.cmp(&b.name));
-                let old_index = self.selected_index();
+            Update::Snapshot(snapshot) => self.apply_snapshot(*snapshot),
+            Update::Event(event) => self.apply_event(event),
+            Update::Streaming { endpoint } => {
+                if self.endpoint != endpoint && !matches!(self.link, Link::Connecting) {
+                    self.push_event("link", None, format!("event stream now on {endpoint}"));
+                }
                 self.endpoint = endpoint;
                 self.link = Link::Live;
-                if !cluster.cluster_id.is_empty() {
-                    self.cluster_id = cluster.cluster_id.clone();
-                }
-                self.cluster = Some(cluster);
-                self.nodes = nodes;
-                self.refreshes += 1;
-                self.reselect(old_index);
             }
-            Update::Unreachable { error } => {
-                self.link = Link::Unreachable { error };
+            Update::Reconnecting { error } => {
+                self.push_event("link", None, format!("event stream lost: {error}"));
+                self.link = Link::Reconnecting { error };
             }
+            Update::Unreachable { error } => self.link = Link::Unreachable { error },
             Update::Refused { endpoint, error } => {
                 self.endpoint = endpoint;
                 self.link = Link::Refused { error };
             }
+            Update::OperationStarted { operation, task_id } => {
+                self.notice(
+                    Level::Info,
+                    format!(
+                        "{} {}: task {task_id} started",
+                        operation.op.verb(),
+                        operation.server
+                    ),
+                );
+                self.tracked.push((operation, task_id));
+                if self.tracked.len() > 16 {
+                    self.tracked.remove(0);
+                }
+                // The status line now follows the task.
+                self.status = None;
+            }
+            Update::OperationFailed { operation, error } => self.notice(
+                Level::Error,
+                format!(
+                    "{} {} failed: {error}",
+                    operation.op.verb(),
+                    operation.server
+                ),
+            ),
+            Update::ConsoleOutput(bytes) => {
+                if let Screen::Console(pane) = self.screen_mut() {
+                    pane.output.push(&bytes);
+                }
+            }
+            Update::ConsoleClosed(reason) => {
+                if let Screen::Console(pane) = self.screen_mut() {
+                    pane.closed = Some(reason);
+                }
+            }
+            Update::Notice(text) => match self.screen_mut() {
+                Screen::Console(pane) => pane.notice = Some(text),
+                _ => self.notice(Level::Warn, text),
+            },
+        }
+        // Re-filtering and re-sorting 10,000 rows for a task event that changes nothing shown
+        // would cost more than drawing.
+        if touched {
+            self.rebuild();
         }
     }
 
-    /// Keeps the selection on the same node; if it left, on the row where it was.
-    fn reselect(&mut self, old_index: Option<usize>) {
-        if self.nodes.is_empty() {
-            self.selected = None;
-            return;
+    fn apply_snapshot(&mut self, s: Snapshot) {
+        self.endpoint = s.endpoint;
+        if matches!(
+            self.link,
+            Link::Connecting | Link::Unreachable { .. } | Link::Refused { .. }
+        ) {
+            self.link = Link::Live;
         }
-        if self.selected_index().is_some() {
-            return;
+        if !s.cluster.cluster_id.is_empty() {
+            self.cluster_id = s.cluster.cluster_id.clone();
         }
-        let index = old_index.unwrap_or(0).min(self.nodes.len() - 1);
-        self.selected = Some(self.nodes[index].name.clone());
+        self.cluster = Some(s.cluster);
+        self.set_nodes(s.nodes);
+        if let Some(me) = s.me {
+            self.role = Some(me.role);
+            if s.users.is_none() {
+                self.users = vec![me];
+            }
+        }
+        if let Some(mut users) = s.users {
+            users.sort_by(|a, b| a.name.cmp(&b.name));
+            self.users = users;
+        }
+        if let Some(tasks) = s.tasks {
+            self.tasks = tasks;
+        }
+        if let Some(audit) = s.audit {
+            self.audit = audit;
+        }
+        if let Some(mut images) = s.images {
+            images.sort_by(|a, b| a.name.cmp(&b.name));
+            self.images = images;
+        }
+        if let Some(mut backups) = s.backups {
+            backups.sort_by_key(|b| b.id);
+            self.backups = backups;
+        }
+        if let Some(actual) = &s.actual {
+            self.node_reports = actual.nodes.clone();
+        }
+        if let Some(servers) = s.servers {
+            self.set_servers(servers, s.actual);
+        } else if let Some(actual) = s.actual {
+            // Refresh what the reconciler says of the servers already known.
+            let views: Vec<ServerView> = self.servers.iter().map(|r| r.view.clone()).collect();
+            self.set_servers(views, Some(actual));
+        }
+        self.refreshes += 1;
     }
 
-    fn select_index(&mut self, index: usize) {
-        if let Some(node) = self.nodes.get(index) {
-            self.selected = Some(node.name.clone());
+    fn set_nodes(&mut self, mut nodes: Vec<NodeView>) {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        for n in &nodes {
+            let memory = crate::output::percent(n.memory_used, n.memory_total);
+            self.history
+                .entry(n.name.clone())
+                .or_default()
+                .push(node_cpu_percent(n), memory);
         }
+        self.history
+            .retain(|name, _| nodes.iter().any(|n| &n.name == name));
+        self.pools = PoolRow::from_nodes(&nodes);
+        self.nodes = nodes;
+    }
+
+    fn set_servers(&mut self, views: Vec<ServerView>, actual: Option<ActualView>) {
+        let mut actual: BTreeMap<String, _> = actual
+            .map(|a| a.servers)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let mut old: BTreeMap<String, ServerRow> = std::mem::take(&mut self.servers)
+            .into_iter()
+            .map(|r| (r.view.name.clone(), r))
+            .collect();
+        let mut rows: Vec<ServerRow> = views
+            .into_iter()
+            .map(|view| {
+                let previous = old.remove(&view.name);
+                let actual = actual
+                    .remove(&view.name)
+                    .or_else(|| previous.as_ref().and_then(|p| p.actual.clone()));
+                let figures = actual
+                    .as_ref()
+                    .and_then(|a| a.figures.clone())
+                    .or_else(|| previous.and_then(|p| p.figures));
+                ServerRow {
+                    view,
+                    actual,
+                    figures,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.view.name.cmp(&b.view.name));
+        self.servers = rows;
+    }
+
+    fn apply_event(&mut self, event: ApiEvent) {
+        match event {
+            ApiEvent::State { records } => {
+                for r in &records {
+                    let text = format!("{} {} {} → {}", r.actor, r.op, r.target, r.result);
+                    self.push_event("state", Some(r.at), text);
+                }
+                // The next full round re-reads the audit log (admins): keep what is new only.
+                let newest = self.audit.iter().map(|a| a.seq).max().unwrap_or(0);
+                self.audit
+                    .extend(records.into_iter().filter(|r| r.seq > newest));
+                let extra = self.audit.len().saturating_sub(MAX_EVENTS);
+                self.audit.drain(..extra);
+            }
+            ApiEvent::Task { task } => {
+                let text = format!(
+                    "task {} {} {} {:?} {}%",
+                    task.id, task.kind, task.target, task.state, task.progress
+                )
+                .to_lowercase();
+                self.push_event("task", Some(task.updated_at), text);
+                match self.tasks.iter_mut().find(|t| t.id == task.id) {
+                    Some(t) => *t = task,
+                    None => self.tasks.insert(0, task),
+                }
+            }
+            ApiEvent::Nodes { nodes } => self.set_nodes(nodes),
+            ApiEvent::Servers { servers } => {
+                let mut figures: BTreeMap<String, _> =
+                    servers.into_iter().map(|f| (f.name.clone(), f)).collect();
+                for row in &mut self.servers {
+                    row.figures = figures.remove(&row.view.name);
+                }
+            }
+            ApiEvent::Lagged => self.push_event(
+                "lagged",
+                None,
+                "the leader dropped events for this cockpit: re-reading everything".into(),
+            ),
+            ApiEvent::Unknown => {}
+        }
+    }
+
+    /// Recomputes the top list's rows (filter, sort) and keeps the selection on its object; if
+    /// the object left, on the row where it was.
+    pub fn rebuild(&mut self) {
+        let Some(ls) = self.list() else {
+            return;
+        };
+        let rows = views::rows(self, ls);
+        let found = ls.selected.as_deref().and_then(|key| {
+            rows.iter()
+                .position(|&i| views::has_key(self, ls.view, i, key))
+        });
+        let view = ls.view;
+        let cursor = match found {
+            Some(at) => at,
+            None => ls.cursor.min(rows.len().saturating_sub(1)),
+        };
+        let selected = rows.get(cursor).and_then(|&i| views::key(self, view, i));
+        if let Some(ls) = self.list_mut() {
+            ls.rows = rows;
+            ls.cursor = cursor;
+            ls.selected = selected;
+        }
+        self.scroll_into_view();
+    }
+
+    fn scroll_into_view(&mut self) {
+        let page = self.page_rows();
+        if let Some(ls) = self.list_mut() {
+            if ls.cursor < ls.offset {
+                ls.offset = ls.cursor;
+            } else if ls.cursor >= ls.offset + page {
+                ls.offset = ls.cursor + 1 - page;
+            }
+            let max_offset = ls.rows.len().saturating_sub(page);
+            ls.offset = ls.offset.min(max_offset);
+        }
+    }
+
+    // ----- keys ---------------------------------------------------------------------------
+
+    /// Applies one key.
+    pub fn handle_key(&mut self, key: Key) -> Effect {
+        match &self.mode {
+            Mode::Normal => {}
+            Mode::Help { .. } => return self.help_key(key),
+            Mode::Command { .. } => return self.command_key(key),
+            Mode::Filter => return self.filter_key(key),
+            Mode::MoveTo { .. } => return self.move_key(key),
+            Mode::Confirm(_) => return self.confirm_key(key),
+        }
+        if let Screen::Console(_) = self.screen() {
+            return self.console_key(key);
+        }
+        let Some(action) = self.keymap.action(key) else {
+            return Effect::None;
+        };
+        self.act(action)
+    }
+
+    fn act(&mut self, action: Action) -> Effect {
+        if action != Action::Refresh {
+            self.status = None;
+        }
+        match action {
+            Action::Quit => return Effect::Quit,
+            Action::Help => self.mode = Mode::Help { scroll: 0 },
+            Action::Command => {
+                self.mode = Mode::Command {
+                    input: String::new(),
+                }
+            }
+            Action::Filter => {
+                if self.list().is_some() {
+                    self.mode = Mode::Filter;
+                } else {
+                    self.notice(Level::Warn, "this view has no rows to filter");
+                }
+            }
+            Action::Refresh => return Effect::Refresh,
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-(self.half_page() as isize)),
+            Action::PageDown => self.move_by(self.half_page() as isize),
+            Action::Top => self.move_to(0),
+            Action::Bottom => self.move_to(usize::MAX),
+            Action::Drill => return self.drill(),
+            Action::Describe => self.describe(),
+            Action::Back => return self.back(),
+            Action::SortNext => {
+                if let Some(ls) = self.list_mut() {
+                    let n = views::columns(ls.view).len().max(1);
+                    ls.sort_col = (ls.sort_col + 1) % n;
+                    ls.sort_desc = false;
+                }
+                self.rebuild();
+            }
+            Action::SortReverse => {
+                if let Some(ls) = self.list_mut() {
+                    ls.sort_desc = !ls.sort_desc;
+                }
+                self.rebuild();
+            }
+            Action::Console => return self.open_console(),
+            Action::LeaveConsole => {}
+            op => {
+                if let Some(op) = ServerOp::of(op) {
+                    self.start_operation(op);
+                }
+            }
+        }
+        Effect::Redraw
+    }
+
+    fn half_page(&self) -> usize {
+        (self.page_rows() / 2).max(1)
     }
 
     fn move_by(&mut self, delta: isize) {
-        if self.nodes.is_empty() {
-            return;
+        match self.screen_mut() {
+            Screen::List(ls) => {
+                if ls.rows.is_empty() {
+                    return;
+                }
+                let next = ls
+                    .cursor
+                    .saturating_add_signed(delta)
+                    .min(ls.rows.len() - 1);
+                ls.cursor = next;
+            }
+            Screen::Describe { scroll, .. } => *scroll = scroll.saturating_add_signed(delta),
+            Screen::TaskLog { scroll, .. } => {
+                let at = scroll.unwrap_or(usize::MAX / 2);
+                *scroll = Some(at.saturating_add_signed(delta));
+            }
+            _ => return,
         }
-        let last = self.nodes.len() - 1;
-        let current = self.selected_index().unwrap_or(0);
-        let next = current.saturating_add_signed(delta).min(last);
-        self.select_index(next);
+        self.after_move();
     }
 
-    pub fn handle_key(&mut self, key: Key) -> Effect {
-        match key {
-            Key::Char('q') | Key::Ctrl('c') => return Effect::Quit,
-            Key::Esc if self.show_help => self.show_help = false,
-            Key::Esc => return Effect::None,
-            Key::Up | Key::Char('k') => self.move_by(-1),
-            Key::Down | Key::Char('j') => self.move_by(1),
-            Key::PageUp => self.move_by(-(PAGE as isize)),
-            Key::PageDown => self.move_by(PAGE as isize),
-            Key::Home | Key::Char('g') => self.select_index(0),
-            Key::End | Key::Char('G') => self.select_index(self.nodes.len().saturating_sub(1)),
-            Key::Char('?') => self.show_help = !self.show_help,
-            Key::Char('r') => return Effect::Refresh,
+    fn move_to(&mut self, index: usize) {
+        match self.screen_mut() {
+            Screen::List(ls) => ls.cursor = index.min(ls.rows.len().saturating_sub(1)),
+            Screen::Describe { scroll, .. } => *scroll = index.min(usize::MAX / 2),
+            Screen::TaskLog { scroll, .. } => {
+                *scroll = if index == usize::MAX { None } else { Some(0) }
+            }
+            _ => return,
+        }
+        self.after_move();
+    }
+
+    fn after_move(&mut self) {
+        let Some(ls) = self.list() else {
+            return;
+        };
+        let key = ls
+            .selected_index()
+            .and_then(|i| views::key(self, ls.view, i));
+        if let Some(ls) = self.list_mut() {
+            ls.selected = key;
+        }
+        self.scroll_into_view();
+    }
+
+    fn push(&mut self, screen: Screen) {
+        self.stack.push(screen);
+        self.rebuild();
+    }
+
+    fn drill(&mut self) -> Effect {
+        match self.screen() {
+            Screen::Overview => self.push(Screen::List(ListState::new(ViewKind::Nodes, None))),
+            Screen::List(ls) => match ls.view {
+                ViewKind::Nodes => {
+                    if let Some(node) = self.selected_node() {
+                        let scope = Scope::Node(node.name.clone());
+                        self.push(Screen::List(ListState::new(ViewKind::Servers, Some(scope))));
+                    }
+                }
+                ViewKind::Tasks => {
+                    let id = ls
+                        .selected_index()
+                        .and_then(|i| self.tasks.get(i))
+                        .map(|t| t.id);
+                    if let Some(id) = id {
+                        self.push(Screen::TaskLog { id, scroll: None });
+                    }
+                }
+                _ => self.describe(),
+            },
             _ => return Effect::None,
         }
         Effect::Redraw
     }
+
+    fn describe(&mut self) {
+        let Some(ls) = self.list() else {
+            return;
+        };
+        let view = ls.view;
+        if let Some(key) = ls.selected_index().and_then(|i| views::key(self, view, i)) {
+            self.push(Screen::Describe {
+                view,
+                key,
+                scroll: 0,
+            });
+        }
+    }
+
+    fn back(&mut self) -> Effect {
+        if let Some(ls) = self.list_mut() {
+            if !ls.filter.text.is_empty() {
+                ls.filter = Filter::default();
+                self.rebuild();
+                return Effect::Redraw;
+            }
+        }
+        if self.stack.len() > 1 {
+            self.stack.pop();
+            self.rebuild();
+            return Effect::Redraw;
+        }
+        Effect::None
+    }
+
+    fn go_to(&mut self, view: ViewKind) {
+        self.stack = vec![screen_of(view)];
+        self.rebuild();
+    }
+
+    // ----- modes --------------------------------------------------------------------------
+
+    fn help_key(&mut self, key: Key) -> Effect {
+        let Mode::Help { scroll } = &mut self.mode else {
+            return Effect::None;
+        };
+        match self.keymap.action(key) {
+            Some(Action::Down) => *scroll += 1,
+            Some(Action::Up) => *scroll = scroll.saturating_sub(1),
+            Some(Action::PageDown) => *scroll += 10,
+            Some(Action::PageUp) => *scroll = scroll.saturating_sub(10),
+            Some(Action::Top) => *scroll = 0,
+            Some(Action::Quit) if key == Key::Ctrl('c') => return Effect::Quit,
+            _ => self.mode = Mode::Normal,
+        }
+        Effect::Redraw
+    }
+
+    fn command_key(&mut self, key: Key) -> Effect {
+        let Mode::Command { input } = &mut self.mode else {
+            return Effect::None;
+        };
+        match key {
+            Key::Esc => self.mode = Mode::Normal,
+            Key::Ctrl('c') => return Effect::Quit,
+            Key::Tab => *input = command::complete(input),
+            Key::Backspace => {
+                if input.pop().is_none() {
+                    self.mode = Mode::Normal;
+                }
+            }
+            Key::Char(c) => input.push(c),
+            Key::Enter => {
+                let line = std::mem::take(input);
+                self.mode = Mode::Normal;
+                match command::parse(&line) {
+                    Ok(Command::Quit) => return Effect::Quit,
+                    Ok(Command::Help) => self.mode = Mode::Help { scroll: 0 },
+                    Ok(Command::View(view)) => {
+                        self.status = None;
+                        self.go_to(view);
+                    }
+                    Err(e) => self.notice(Level::Error, e),
+                }
+            }
+            _ => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    fn filter_key(&mut self, key: Key) -> Effect {
+        let Some(ls) = self.list_mut() else {
+            self.mode = Mode::Normal;
+            return Effect::Redraw;
+        };
+        let mut text = ls.filter.text.clone();
+        match key {
+            Key::Esc => {
+                text.clear();
+                self.mode = Mode::Normal;
+            }
+            Key::Enter => self.mode = Mode::Normal,
+            Key::Ctrl('c') => return Effect::Quit,
+            Key::Backspace => {
+                text.pop();
+            }
+            Key::Char(c) => text.push(c),
+            Key::Up | Key::Down => {
+                self.mode = Mode::Normal;
+                return self.handle_key(key);
+            }
+            _ => return Effect::None,
+        }
+        if let Some(ls) = self.list_mut() {
+            if ls.filter.text != text {
+                ls.filter = Filter::new(text);
+                // The selection stays on its object if the filter keeps it, else the first row.
+                ls.cursor = 0;
+            }
+        }
+        self.rebuild();
+        Effect::Redraw
+    }
+
+    fn start_operation(&mut self, op: ServerOp) {
+        if let Some(reason) = self.operations_refused() {
+            self.notice(Level::Error, reason);
+            return;
+        }
+        let Some(server) = self.selected_server().map(|s| s.view.name.clone()) else {
+            self.notice(
+                Level::Warn,
+                format!("select a server first (:servers) to {}", op.verb()),
+            );
+            return;
+        };
+        if op == ServerOp::Move {
+            self.mode = Mode::MoveTo {
+                server,
+                input: String::new(),
+            };
+            return;
+        }
+        self.mode = Mode::Confirm(Confirm {
+            operation: Operation {
+                op,
+                server,
+                to: None,
+            },
+            typed: String::new(),
+            error: None,
+        });
+    }
+
+    fn move_key(&mut self, key: Key) -> Effect {
+        let Mode::MoveTo { server, input } = &mut self.mode else {
+            return Effect::None;
+        };
+        match key {
+            Key::Esc => self.mode = Mode::Normal,
+            Key::Backspace => {
+                input.pop();
+            }
+            Key::Tab => {
+                let typed = input.clone();
+                let names: Vec<&str> = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .filter(|n| n.starts_with(&typed))
+                    .collect();
+                if let [one] = names.as_slice() {
+                    *input = (*one).to_owned();
+                }
+            }
+            Key::Char(c) => input.push(c),
+            Key::Enter => {
+                let to = input.trim().to_owned();
+                let server = server.clone();
+                if !to.is_empty() && !self.nodes.iter().any(|n| n.name == to) {
+                    self.notice(Level::Error, format!("no node named {to}"));
+                    return Effect::Redraw;
+                }
+                self.status = None;
+                self.mode = Mode::Confirm(Confirm {
+                    operation: Operation {
+                        op: ServerOp::Move,
+                        server,
+                        to: (!to.is_empty()).then_some(to),
+                    },
+                    typed: String::new(),
+                    error: None,
+                });
+            }
+            _ => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    fn confirm_key(&mut self, key: Key) -> Effect {
+        let Mode::Confirm(confirm) = &mut self.mode else {
+            return Effect::None;
+        };
+        if key == Key::Esc {
+            self.mode = Mode::Normal;
+            self.notice(Level::Info, "cancelled");
+            return Effect::Redraw;
+        }
+        if !confirm.operation.op.is_destructive() {
+            return match key {
+                Key::Char('y') | Key::Char('Y') => self.confirmed(),
+                _ => {
+                    self.mode = Mode::Normal;
+                    self.notice(Level::Info, "cancelled");
+                    Effect::Redraw
+                }
+            };
+        }
+        match key {
+            Key::Char(c) => {
+                confirm.typed.push(c);
+                confirm.error = None;
+            }
+            Key::Backspace => {
+                confirm.typed.pop();
+            }
+            Key::Enter if confirm.typed == confirm.operation.server => return self.confirmed(),
+            Key::Enter => {
+                confirm.error = Some(format!(
+                    "that is not the name: type {} to confirm, Esc to cancel",
+                    confirm.operation.server
+                ));
+                confirm.typed.clear();
+            }
+            _ => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    fn confirmed(&mut self) -> Effect {
+        let Mode::Confirm(confirm) = std::mem::replace(&mut self.mode, Mode::Normal) else {
+            return Effect::None;
+        };
+        // The role may have changed while the dialog was open.
+        if let Some(reason) = self.operations_refused() {
+            self.notice(Level::Error, reason);
+            return Effect::Redraw;
+        }
+        let operation = confirm.operation;
+        self.notice(
+            Level::Info,
+            format!("{} {}: sending…", operation.op.verb(), operation.server),
+        );
+        Effect::Operate(operation)
+    }
+
+    fn open_console(&mut self) -> Effect {
+        let Some(server) = self.selected_server().map(|s| s.view.name.clone()) else {
+            self.notice(
+                Level::Warn,
+                "select a server first (:servers) to open its console",
+            );
+            return Effect::Redraw;
+        };
+        self.push(Screen::Console(ConsolePane {
+            server: server.clone(),
+            output: ConsoleBuffer::default(),
+            notice: None,
+            closed: None,
+        }));
+        Effect::OpenConsole(server)
+    }
+
+    fn console_key(&mut self, key: Key) -> Effect {
+        if self.keymap.action(key) == Some(Action::LeaveConsole) {
+            self.stack.pop();
+            self.rebuild();
+            return Effect::CloseConsole;
+        }
+        let bytes = console::key_bytes(key);
+        if bytes.is_empty() {
+            return Effect::None;
+        }
+        Effect::ConsoleInput(bytes)
+    }
+}
+
+/// Whether `update` may change the rows of the list `view` (none: no list on top).
+fn touches(update: &Update, view: Option<ViewKind>) -> bool {
+    let Some(view) = view else {
+        return false;
+    };
+    match update {
+        Update::Snapshot(_) => true,
+        Update::Event(ApiEvent::Task { .. }) => matches!(view, ViewKind::Tasks | ViewKind::Events),
+        Update::Event(ApiEvent::Nodes { .. }) => matches!(view, ViewKind::Nodes | ViewKind::Pools),
+        Update::Event(ApiEvent::Servers { .. }) => view == ViewKind::Servers,
+        Update::Event(ApiEvent::State { .. }) => matches!(view, ViewKind::Events | ViewKind::Audit),
+        Update::Event(ApiEvent::Lagged)
+        | Update::Streaming { .. }
+        | Update::Reconnecting { .. } => view == ViewKind::Events,
+        _ => false,
+    }
+}
+
+/// The root screen of a view.
+fn screen_of(view: ViewKind) -> Screen {
+    match view {
+        ViewKind::Overview => Screen::Overview,
+        v if views::unavailable_reason(v).is_some() => Screen::Unavailable(v),
+        v => Screen::List(ListState::new(v, None)),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::output::tests::{sample_node, sample_nodes};
-
-    fn cluster() -> ClusterView {
-        ClusterView {
-            cluster_id: "c-42".into(),
-            leader: Some("node-1".into()),
-            term: 7,
-            voters: vec!["node-1".into(), "node-2".into(), "node-3".into()],
-            learners: vec![],
-        }
-    }
-
-    fn snapshot(nodes: Vec<NodeView>) -> Update {
-        Update::Snapshot {
-            endpoint: "10.0.0.1:7000".into(),
-            cluster: cluster(),
-            nodes,
-        }
-    }
-
-    #[test]
-    fn first_snapshot_selects_the_first_node_by_name() {
-        let mut app = App::new("c-42", "admin", "10.0.0.9:7000");
-        assert_eq!(app.link, Link::Connecting);
-        app.apply(snapshot(sample_nodes()));
-        assert_eq!(app.link, Link::Live);
-        assert_eq!(app.endpoint, "10.0.0.1:7000");
-        let names: Vec<_> = app.nodes.iter().map(|n| n.name.as_str()).collect();
-        assert_eq!(names, ["node-1", "node-2", "node-3"]);
-        assert_eq!(app.selected.as_deref(), Some("node-1"));
-    }
-
-    #[test]
-    fn selection_follows_the_node_across_refreshes() {
-        let mut app = App::new("c", "u", "e");
-        app.apply(snapshot(sample_nodes()));
-        app.handle_key(Key::Char('j'));
-        assert_eq!(app.selected.as_deref(), Some("node-2"));
-        // A new node sorts before the selected one: the selection stays on node-2.
-        let mut nodes = sample_nodes();
-        nodes.push(sample_node("node-0", 4));
-        app.apply(snapshot(nodes));
-        assert_eq!(app.selected.as_deref(), Some("node-2"));
-        assert_eq!(app.selected_index(), Some(2));
-        // node-2 leaves: the selection stays on its row.
-        let nodes: Vec<_> = app
-            .nodes
-            .iter()
-            .filter(|n| n.name != "node-2")
-            .cloned()
-            .collect();
-        app.apply(snapshot(nodes));
-        assert_eq!(app.selected.as_deref(), Some("node-3"));
-        app.apply(snapshot(vec![]));
-        assert_eq!(app.selected, None);
-    }
-
-    #[test]
-    fn movement_is_clamped() {
-        let mut app = App::new("c", "u", "e");
-        assert_eq!(app.handle_key(Key::Down), Effect::Redraw);
-        assert_eq!(app.selected, None);
-        app.apply(snapshot(sample_nodes()));
-        app.handle_key(Key::Up);
-        assert_eq!(app.selected.as_deref(), Some("node-1"));
-        app.handle_key(Key::PageDown);
-        assert_eq!(app.selected.as_deref(), Some("node-3"));
-        app.handle_key(Key::Char('g'));
-        assert_eq!(app.selected.as_deref(), Some("node-1"));
-        app.handle_key(Key::End);
-        assert_eq!(app.selected.as_deref(), Some("node-3"));
-        app.handle_key(Key::Char('k'));
-        assert_eq!(app.selected.as_deref(), Some("node-2"));
-    }
-
-    #[test]
-    fn keys_for_quit_help_and_refresh() {
-        let mut app = App::new("c", "u", "e");
-        assert_eq!(app.handle_key(Key::Char('q')), Effect::Quit);
-        assert_eq!(app.handle_key(Key::Ctrl('c')), Effect::Quit);
-        assert_eq!(app.handle_key(Key::Char('r')), Effect::Refresh);
-        app.handle_key(Key::Char('?'));
-        assert!(app.show_help);
-        app.handle_key(Key::Esc);
-        assert!(!app.show_help);
-        assert_eq!(app.handle_key(Key::Char('x')), Effect::None);
-    }
-
-    #[test]
-    fn unreachable_keeps_the_last_known_nodes() {
-        let mut app = App::new("c", "u", "e");
-        app.apply(snapshot(sample_nodes()));
-        app.apply(Update::Unreachable {
-            error: "cannot reach the cluster at a:1: refused".into(),
-        });
-        assert!(app.is_stale());
-        assert_eq!(app.nodes.len(), 3);
-        assert_eq!(app.selected.as_deref(), Some("node-1"));
-        app.apply(snapshot(sample_nodes()));
-        assert!(!app.is_stale());
-        assert_eq!(app.refreshes, 2);
-    }
-}
+mod tests;

@@ -12,6 +12,8 @@ pub fn key_of(event: KeyEvent) -> Option<Key> {
     if event.modifiers.contains(KeyModifiers::CONTROL) {
         return match event.code {
             KeyCode::Char(c) if c.is_ascii_alphabetic() => Some(Key::Ctrl(c.to_ascii_lowercase())),
+            // Terminals send 0x1d for ctrl-]; crossterm reads that byte as ctrl-5.
+            KeyCode::Char(']' | '5') => Some(Key::Ctrl(']')),
             _ => None,
         };
     }
@@ -61,6 +63,14 @@ mod tests {
             Some(Key::Ctrl('x'))
         );
         assert_eq!(k(KeyCode::Char('1'), KeyModifiers::CONTROL), None);
+        assert_eq!(
+            k(KeyCode::Char('5'), KeyModifiers::CONTROL),
+            Some(Key::Ctrl(']'))
+        );
+        assert_eq!(
+            k(KeyCode::Char(']'), KeyModifiers::CONTROL),
+            Some(Key::Ctrl(']'))
+        );
         let mut release = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
         release.kind = KeyEventKind::Release;
         assert_eq!(key_of(release), None);

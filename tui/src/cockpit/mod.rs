@@ -1,14 +1,27 @@
-//! The cockpit: a live terminal view of the cluster.
+//! The cockpit: a live, k9s-style terminal view of the cluster (overview, nodes, servers,
+//! tasks, users, events, audit, pools), with operations on servers and a console pane.
 //!
 //! Three parts, kept apart so each can be tested alone and the SSH cockpit can reuse the first
-//! two: [`app`] (state and key handling), [`view`] (drawing, a pure function of the state), and
-//! [`refresh`] (network, on a tokio task, results over a channel). [`run`] wires them to the
-//! local terminal with crossterm.
+//! two: [`app`] (state and key handling), [`view`] and [`views`] (drawing, a pure function of
+//! the state), and [`refresh`] (network, on tokio tasks, results over a channel). [`run`] wires
+//! them to the local terminal with crossterm; [`run_session`] runs them on any terminal.
+//! See `docs/design/cockpit.md`.
 
 pub mod app;
+pub mod command;
+pub mod console;
+pub mod filter;
+#[cfg(test)]
+mod fixtures;
 pub mod input;
+pub mod keymap;
+pub mod model;
 pub mod refresh;
+#[cfg(test)]
+mod session_tests;
+pub mod theme;
 pub mod view;
+pub mod views;
 
 use std::io;
 use std::sync::Arc;
@@ -21,7 +34,7 @@ use ratatui::Terminal;
 use skiff_cluster::api::client::ApiClient;
 use tokio::sync::{mpsc, Notify};
 
-use app::{App, Effect, Key};
+use app::{App, Effect, Key, Update};
 
 /// The least time between two frames: at most about 30 frames a second, however fast news comes.
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
@@ -80,7 +93,8 @@ fn read_terminal(inputs: mpsc::Sender<Input>) {
 
 /// Runs one cockpit session on any terminal until the operator quits or `inputs` closes: the
 /// local terminal and each SSH session are both one of these. Draws only when something changed,
-/// at most once per [`FRAME_INTERVAL`].
+/// at most once per [`FRAME_INTERVAL`]. The terminal's size comes from the terminal itself and
+/// from [`Input::Resize`], never from a terminal query.
 pub async fn run_session<B: Backend>(
     terminal: &mut Terminal<B>,
     client: Arc<ApiClient>,
@@ -90,10 +104,19 @@ pub async fn run_session<B: Backend>(
 where
     B::Error: Send + Sync + 'static,
 {
-    let (tx, mut updates) = mpsc::channel(8);
+    let (tx, mut updates) = mpsc::channel(256);
     let wake = Arc::new(Notify::new());
-    let refresher = refresh::spawn(client, refresh::REFRESH_INTERVAL, tx, wake.clone());
+    let refresher = refresh::spawn(client.clone(), tx.clone(), wake.clone());
     let _stop = AbortOnDrop(refresher);
+    if let Ok(size) = terminal.size() {
+        app.resize(size.width, size.height);
+    }
+    let mut session = Session {
+        client,
+        updates: tx,
+        wake,
+        console: None,
+    };
 
     let mut dirty = true;
     let mut last_frame: Option<Instant> = None;
@@ -116,7 +139,7 @@ where
                 Some(update) = updates.recv() => app.apply(update),
                 input = inputs.recv() => match input {
                     None => return Ok(()),
-                    Some(input) => if handle_input(terminal, &mut app, input, &wake)? { return Ok(()) },
+                    Some(input) => if session.input(terminal, &mut app, input)? { return Ok(()) },
                 },
             }
             continue;
@@ -129,7 +152,7 @@ where
             input = inputs.recv() => match input {
                 None => return Ok(()),
                 Some(input) => {
-                    if handle_input(terminal, &mut app, input, &wake)? {
+                    if session.input(terminal, &mut app, input)? {
                         return Ok(());
                     }
                     dirty = true;
@@ -139,29 +162,81 @@ where
     }
 }
 
-/// Applies one input; `true` when the operator quit.
-fn handle_input<B: Backend>(
-    terminal: &mut Terminal<B>,
-    app: &mut App,
-    input: Input,
-    wake: &Notify,
-) -> io::Result<bool>
-where
-    B::Error: Send + Sync + 'static,
-{
-    match input {
-        Input::Key(key) => match app.handle_key(key) {
-            Effect::Quit => return Ok(true),
-            Effect::Refresh => wake.notify_one(),
-            Effect::Redraw | Effect::None => {}
-        },
-        Input::Resize { cols, rows } => {
-            terminal
-                .resize(Rect::new(0, 0, cols, rows))
-                .map_err(io::Error::other)?;
+/// What a session owns besides the app: the client, the way back for results, and the open
+/// console.
+struct Session {
+    client: Arc<ApiClient>,
+    updates: mpsc::Sender<Update>,
+    wake: Arc<Notify>,
+    console: Option<ConsoleSession>,
+}
+
+/// The open console: its task and the way to send it keystrokes.
+struct ConsoleSession {
+    _task: AbortOnDrop,
+    input: mpsc::Sender<Vec<u8>>,
+}
+
+impl Session {
+    /// Applies one input; `true` when the operator quit.
+    fn input<B: Backend>(
+        &mut self,
+        terminal: &mut Terminal<B>,
+        app: &mut App,
+        input: Input,
+    ) -> io::Result<bool>
+    where
+        B::Error: Send + Sync + 'static,
+    {
+        match input {
+            Input::Key(key) => return Ok(self.effect(app.handle_key(key))),
+            Input::Resize { cols, rows } => {
+                terminal
+                    .resize(Rect::new(0, 0, cols, rows))
+                    .map_err(io::Error::other)?;
+                app.resize(cols, rows);
+            }
         }
+        Ok(false)
     }
-    Ok(false)
+
+    /// Carries out what a key asked for, on tokio tasks; `true` when the operator quit.
+    fn effect(&mut self, effect: Effect) -> bool {
+        match effect {
+            Effect::Quit => return true,
+            Effect::Refresh => self.wake.notify_one(),
+            Effect::Redraw | Effect::None => {}
+            Effect::Operate(operation) => {
+                let client = self.client.clone();
+                let updates = self.updates.clone();
+                tokio::spawn(async move {
+                    let result = refresh::operate(&client, operation).await;
+                    let _ = updates.send(result).await;
+                });
+            }
+            Effect::OpenConsole(server) => {
+                let (input, keys) = mpsc::channel(64);
+                let task = tokio::spawn(refresh::console_task(
+                    self.client.clone(),
+                    server,
+                    keys,
+                    self.updates.clone(),
+                ));
+                self.console = Some(ConsoleSession {
+                    _task: AbortOnDrop(task),
+                    input,
+                });
+            }
+            Effect::ConsoleInput(bytes) => {
+                if let Some(console) = &self.console {
+                    // A full queue drops keys rather than stall the screen.
+                    let _ = console.input.try_send(bytes);
+                }
+            }
+            Effect::CloseConsole => self.console = None,
+        }
+        false
+    }
 }
 
 /// Stops a background task when the session that started it ends, however it ends.

@@ -98,15 +98,20 @@ pub enum ServerCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
-    /// Show the end of a server's serial console output (read-only).
+    /// Show the end of a server's serial console output, or attach to it both ways (--attach).
     Console {
         name: String,
         /// How much of the end of the output, in bytes (1 to 524288).
         #[arg(long, value_name = "N", default_value_t = 16384)]
         bytes: u64,
         /// Keep printing new output (every second) until interrupted.
-        #[arg(short = 'f', long)]
+        #[arg(short = 'f', long, conflicts_with = "attach")]
         follow: bool,
+        /// Attach to the console both ways: what you type goes to the server (the terminal is in
+        /// raw mode; leave with ctrl-]). Without a terminal, stdin is sent and the command ends
+        /// once stdin ends and the output has settled.
+        #[arg(short = 'i', long)]
+        attach: bool,
     },
     /// Start a server.
     Start {
@@ -268,11 +273,144 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-fn task_line(what: &str, name: &str, t: &TaskAccepted) -> String {
+pub(crate) fn task_line(what: &str, name: &str, t: &TaskAccepted) -> String {
     match &t.node {
         Some(n) => format!("{what} {name}: task {} queued (node {n})\n", t.task_id),
         None => format!("{what} {name}: task {} queued\n", t.task_id),
     }
+}
+
+/// The byte a terminal sends for ctrl-]: leaves an attached console.
+const LEAVE_BYTE: u8 = 0x1d;
+/// Without a terminal, after stdin ended: the output counts as settled after this long without
+/// any, and the command ends.
+const DRAIN_IDLE: Duration = Duration::from_millis(1500);
+/// ... and in any case this long after stdin ended.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// The local terminal in raw mode while it lives; restored when dropped (every exit path,
+/// including errors and panics).
+struct RawMode;
+
+impl RawMode {
+    fn enable() -> io::Result<Self> {
+        ratatui::crossterm::terminal::enable_raw_mode()?;
+        Ok(RawMode)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = ratatui::crossterm::terminal::disable_raw_mode();
+    }
+}
+
+/// How an attached console session ended.
+enum Detach {
+    /// The user pressed ctrl-].
+    Left,
+    /// stdin ended and the output settled.
+    Drained,
+    /// The server's side closed (it stopped, or another session took the console over).
+    Closed,
+}
+
+/// `skiff server console NAME --attach`: pipes stdin to the console and the console to stdout.
+/// On a terminal, stdin is in raw mode (every key goes to the server, ctrl-C included) and
+/// ctrl-] leaves; otherwise the session ends once stdin ends and the output has settled.
+async fn attach_console(
+    client: &ApiClient,
+    name: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    use std::io::{IsTerminal, Read};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let terminal = io::stdin().is_terminal();
+    let console = client.attach_console(name).await?;
+    if terminal {
+        writeln!(err, "attached to the console of {name}; leave with ctrl-]")?;
+    } else {
+        writeln!(
+            err,
+            "attached to the console of {name}; sending stdin, detaching when it ends"
+        )?;
+    }
+    err.flush()?;
+    let raw = if terminal {
+        Some(RawMode::enable()?)
+    } else {
+        None
+    };
+    // stdin is read on a thread of its own: a blocking read must not hold the runtime (nor its
+    // shutdown) once the session is over.
+    let (tx, mut typed) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    std::thread::Builder::new()
+        .name("console-stdin".into())
+        .spawn(move || {
+            let mut stdin = io::stdin().lock();
+            let mut buf = [0u8; 1024];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })?;
+    let (mut from_console, mut to_console) = tokio::io::split(console);
+    let mut buf = vec![0u8; 4096];
+    let mut stdin_open = true;
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    let ended = loop {
+        let settled = tokio::time::sleep(DRAIN_IDLE);
+        tokio::select! {
+            read = from_console.read(&mut buf) => match read {
+                Ok(0) => break Ok(Detach::Closed),
+                Ok(n) => {
+                    out.write_all(&buf[..n])?;
+                    out.flush()?;
+                }
+                Err(e) => break Err(e),
+            },
+            chunk = typed.recv(), if stdin_open => match chunk {
+                Some(bytes) => {
+                    let leave = if terminal {
+                        bytes.iter().position(|b| *b == LEAVE_BYTE)
+                    } else {
+                        None
+                    };
+                    let send = &bytes[..leave.unwrap_or(bytes.len())];
+                    if let Err(e) = to_console.write_all(send).await {
+                        break Err(e);
+                    }
+                    if leave.is_some() {
+                        break Ok(Detach::Left);
+                    }
+                }
+                None => {
+                    stdin_open = false;
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
+                }
+            },
+            () = settled, if !stdin_open => break Ok(Detach::Drained),
+        }
+        if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            break Ok(Detach::Drained);
+        }
+    };
+    // Back to a normal terminal before saying anything.
+    drop(raw);
+    let _ = to_console.shutdown().await;
+    match ended? {
+        Detach::Left => writeln!(err, "\ndetached from the console of {name}")?,
+        Detach::Drained => {}
+        Detach::Closed => writeln!(err, "\nthe console of {name} closed")?,
+    }
+    Ok(())
 }
 
 /// Runs one of this module's commands.
@@ -397,9 +535,15 @@ async fn run_server(
             return Ok(());
         }
         ServerCommand::Console {
+            name, attach: true, ..
+        } => {
+            return attach_console(client, &name, out, err).await;
+        }
+        ServerCommand::Console {
             name,
             bytes,
             follow: keep,
+            attach: false,
         } => {
             let mut shown = String::new();
             loop {
@@ -516,7 +660,7 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(600);
 /// progress and new log lines to `err` (and the outcome to `out`, or to `err` when
 /// `outcome_to_stderr`); succeeds only when the task succeeded (exit status 0),
 /// otherwise answers an error (exit status 1; 3 if the cluster cannot be reached).
-async fn follow_task(
+pub(crate) async fn follow_task(
     wait: bool,
     client: &ApiClient,
     id: u64,
@@ -620,6 +764,7 @@ mod tests {
             name,
             bytes,
             follow,
+            ..
         }) = c
         else {
             panic!("{c:?}")
@@ -635,6 +780,17 @@ mod tests {
             })
         ));
         assert!(parse(&["server", "console", "web", "--bytes", "x"]).is_err());
+        for flag in ["--attach", "-i"] {
+            let c = servers(&["server", "console", "web", flag]);
+            assert!(
+                matches!(
+                    c,
+                    ServersCli::Server(ServerCommand::Console { attach: true, .. })
+                ),
+                "{c:?}"
+            );
+        }
+        assert!(parse(&["server", "console", "web", "-i", "-f"]).is_err());
     }
 
     #[test]

@@ -1,0 +1,798 @@
+//! Disk images in the desired state: qcow2 files in a node's local pool (shared pools come with
+//! the storage issue), each owned by a user.
+//!
+//! Every operation is two writes. The first ([`ImageCommand::Create`], [`ImageCommand::Clone`],
+//! [`ImageCommand::Act`]) checks the request against the state, records it as the image's
+//! `pending` operation and opens an `image.*` task; the reconciler has the image's node carry it
+//! out and then writes [`ImageCommand::Settle`], which makes the state say what now exists on the
+//! node: a created image becomes ready (or is forgotten when the node could not make it), a
+//! snapshot is listed, a removed image is dropped. So the state never claims what the node has
+//! not done, and a refused or failed operation changes nothing. One operation at a time per image:
+//! a second one while the first is open is refused naming the task.
+
+use serde::{Deserialize, Serialize};
+
+use super::tasks::open_task;
+use super::{ClusterState, CommandOutcome, RefusalCode};
+
+/// Longest image or snapshot name.
+pub const IMAGE_NAME_MAX: usize = 64;
+/// Largest image (64 TiB).
+pub const IMAGE_MAX_GIB: u64 = 64 * 1024;
+/// The node-local pool, the only one until shared pools exist.
+pub const LOCAL_POOL: &str = "local";
+
+/// One image.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub name: String,
+    pub owner: String,
+    /// The node whose pool holds it.
+    pub node: String,
+    pub pool: String,
+    /// Virtual size.
+    pub size_gib: u64,
+    /// A master: read-only, the base of clones.
+    pub master: bool,
+    /// The master it is a clone (child) of.
+    pub parent: Option<String>,
+    /// Internal qcow2 snapshots, oldest first.
+    pub snapshots: Vec<String>,
+    pub created_at: u64,
+    /// False until the node has made it.
+    pub ready: bool,
+    /// The operation its node is carrying out.
+    pub pending: Option<PendingImageOp>,
+}
+
+/// An operation recorded by the first write, settled by the second.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingImageOp {
+    pub task_id: u64,
+    pub op: ImageOp,
+}
+
+/// What is done to an image on its node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "image_work", rename_all = "snake_case")]
+pub enum ImageOp {
+    /// A blank image of `size_gib`.
+    Create {
+        size_gib: u64,
+    },
+    /// A linked clone of the master `from`.
+    Clone {
+        from: String,
+    },
+    /// Bytes sent by a client through the API (`PUT /api/v1/images/{name}/content`), streamed to
+    /// the node by the leader while the request lasts; not carried out by the reconciler.
+    Upload,
+    MakeMaster,
+    Unmaster,
+    Snapshot {
+        snapshot: String,
+    },
+    Revert {
+        snapshot: String,
+    },
+    /// Grow to `size_gib`.
+    Resize {
+        size_gib: u64,
+    },
+    Remove,
+}
+
+impl ImageOp {
+    /// The task kind (`image.snapshot`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ImageOp::Create { .. } => "image.create",
+            ImageOp::Clone { .. } => "image.clone",
+            ImageOp::Upload => "image.upload",
+            ImageOp::MakeMaster => "image.master",
+            ImageOp::Unmaster => "image.unmaster",
+            ImageOp::Snapshot { .. } => "image.snapshot",
+            ImageOp::Revert { .. } => "image.revert",
+            ImageOp::Resize { .. } => "image.resize",
+            ImageOp::Remove => "image.remove",
+        }
+    }
+}
+
+/// Changes to images.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "image_op", rename_all = "snake_case")]
+pub enum ImageCommand {
+    /// A new blank image on `node`.
+    Create {
+        name: String,
+        owner: String,
+        node: String,
+        size_gib: u64,
+    },
+    /// A new child of the master `from`, on the master's node.
+    Clone {
+        name: String,
+        from: String,
+        owner: String,
+    },
+    /// A new image on `node` whose bytes the leader is about to receive (its size is known once
+    /// the node has them: [`ImageCommand::Settle`]'s `size_gib`).
+    Upload {
+        name: String,
+        owner: String,
+        node: String,
+    },
+    /// Any other operation on the existing image `name`. (Not `op`: that is the tag of
+    /// [`super::Command`], whose fields this command's share.)
+    Act { name: String, work: ImageOp },
+    /// The reconciler's report that the node finished the pending operation of `task_id`.
+    Settle {
+        name: String,
+        task_id: u64,
+        ok: bool,
+        /// The image's size, for an upload.
+        #[serde(default)]
+        size_gib: Option<u64>,
+    },
+}
+
+impl ImageCommand {
+    /// The operation and its target, for the audit log.
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            ImageCommand::Create { name, .. } => ("image.create", name.clone()),
+            ImageCommand::Clone { name, .. } => ("image.clone", name.clone()),
+            ImageCommand::Upload { name, .. } => ("image.upload", name.clone()),
+            ImageCommand::Act { name, work } => (work.kind(), name.clone()),
+            ImageCommand::Settle { name, .. } => ("image.settle", name.clone()),
+        }
+    }
+}
+
+/// Checks an image or snapshot name: 1 to [`IMAGE_NAME_MAX`] of `a-z 0-9 - _ .`, starting with a
+/// letter or digit. Image names ending in `-disk` and digits are kept for servers' disks, which
+/// live in the same pool.
+pub fn check_image_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= IMAGE_NAME_MAX
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok {
+        return Err(format!(
+            "invalid {what} name {name:?}: use 1 to {IMAGE_NAME_MAX} of a-z, 0-9, '-', '_' and '.', starting with a letter or digit"
+        ));
+    }
+    if what == "image" && is_server_disk_name(name) {
+        return Err(format!(
+            "invalid image name {name:?}: names ending in -disk and a number belong to servers' disks"
+        ));
+    }
+    Ok(())
+}
+
+fn is_server_disk_name(name: &str) -> bool {
+    name.rsplit_once("-disk")
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Checks an image size in GiB.
+pub fn check_image_size(size_gib: u64) -> Result<(), String> {
+    if (1..=IMAGE_MAX_GIB).contains(&size_gib) {
+        Ok(())
+    } else {
+        Err(format!(
+            "size_gib must be between 1 and {IMAGE_MAX_GIB}, not {size_gib}"
+        ))
+    }
+}
+
+/// Images made from `master` (its children).
+pub fn children<'a>(state: &'a ClusterState, master: &'a str) -> impl Iterator<Item = &'a str> {
+    state
+        .images
+        .values()
+        .filter(move |i| i.parent.as_deref() == Some(master))
+        .map(|i| i.name.as_str())
+}
+
+/// Servers whose disks are clones of `master`.
+pub fn servers_using<'a>(
+    state: &'a ClusterState,
+    master: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    state
+        .servers
+        .values()
+        .filter(move |s| {
+            s.spec
+                .disks
+                .iter()
+                .any(|d| d.image.as_deref() == Some(master))
+        })
+        .map(|s| s.name.as_str())
+}
+
+/// The open task an image is busy with, if any (a pending operation whose task ended, e.g. was
+/// cancelled, no longer blocks).
+pub fn busy_with(state: &ClusterState, image: &ImageRecord) -> Option<u64> {
+    let p = image.pending.as_ref()?;
+    state
+        .tasks
+        .get(&p.task_id)
+        .filter(|t| !t.state.is_final())
+        .map(|t| t.id)
+}
+
+/// Storage (GiB) of `owner`'s images.
+pub fn owned_gib(state: &ClusterState, owner: &str) -> u64 {
+    state
+        .images
+        .values()
+        .filter(|i| i.owner == owner)
+        .map(|i| i.size_gib)
+        .sum()
+}
+
+fn refused(code: RefusalCode, m: impl Into<String>) -> CommandOutcome {
+    CommandOutcome::Refused {
+        code,
+        message: m.into(),
+    }
+}
+
+fn in_use_by(state: &ClusterState, name: &str) -> Option<String> {
+    let kids: Vec<&str> = children(state, name).collect();
+    if !kids.is_empty() {
+        return Some(format!("images {}", kids.join(", ")));
+    }
+    let servers: Vec<&str> = servers_using(state, name).collect();
+    if !servers.is_empty() {
+        return Some(format!("servers {}", servers.join(", ")));
+    }
+    None
+}
+
+pub(super) fn apply(state: &mut ClusterState, cmd: &ImageCommand, at: u64) -> CommandOutcome {
+    match try_apply(state, cmd, at) {
+        Ok(o) | Err(o) => o,
+    }
+}
+
+fn check_quota(state: &ClusterState, owner: &str, extra_gib: u64) -> Result<(), CommandOutcome> {
+    let Some(user) = state.users.get(owner) else {
+        return Err(refused(
+            RefusalCode::NotFound,
+            format!("no user named {owner:?}"),
+        ));
+    };
+    let Some(limit) = user.quotas.storage_gib else {
+        return Ok(());
+    };
+    let used = super::servers::storage_gib_of(state, owner) + owned_gib(state, owner);
+    if used + extra_gib > limit {
+        return Err(refused(
+            RefusalCode::QuotaExceeded,
+            format!(
+                "{owner}'s storage quota is {limit} GiB: {used} in use, {extra_gib} more asked"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one per field of the new record
+fn new_record(
+    state: &mut ClusterState,
+    name: &str,
+    owner: &str,
+    node: &str,
+    size_gib: u64,
+    parent: Option<String>,
+    op: ImageOp,
+    at: u64,
+) -> CommandOutcome {
+    let task_id = open_task(state, owner, op.kind(), name, Some(node.to_string()), at);
+    state.images.insert(
+        name.to_string(),
+        ImageRecord {
+            name: name.to_string(),
+            owner: owner.to_string(),
+            node: node.to_string(),
+            pool: LOCAL_POOL.to_string(),
+            size_gib,
+            master: false,
+            parent,
+            snapshots: Vec::new(),
+            created_at: at,
+            ready: false,
+            pending: Some(PendingImageOp { task_id, op }),
+        },
+    );
+    CommandOutcome::TaskStarted { task_id }
+}
+
+fn try_apply(
+    state: &mut ClusterState,
+    cmd: &ImageCommand,
+    at: u64,
+) -> Result<CommandOutcome, CommandOutcome> {
+    let invalid = |m: String| refused(RefusalCode::Invalid, m);
+    let taken = |name: &str| {
+        refused(
+            RefusalCode::NameTaken,
+            format!("an image named {name:?} already exists"),
+        )
+    };
+    match cmd {
+        ImageCommand::Create {
+            name,
+            owner,
+            node,
+            size_gib,
+        } => {
+            check_image_name("image", name).map_err(invalid)?;
+            check_image_size(*size_gib).map_err(invalid)?;
+            if state.images.contains_key(name) {
+                return Err(taken(name));
+            }
+            if !state.nodes.contains_key(node) {
+                return Err(refused(
+                    RefusalCode::NotFound,
+                    format!("no node named {node:?}"),
+                ));
+            }
+            if state.maintenance.contains(node) {
+                return Err(refused(
+                    RefusalCode::NodeUnavailable,
+                    format!("node {node} is in maintenance"),
+                ));
+            }
+            check_quota(state, owner, *size_gib)?;
+            let op = ImageOp::Create {
+                size_gib: *size_gib,
+            };
+            Ok(new_record(
+                state, name, owner, node, *size_gib, None, op, at,
+            ))
+        }
+        ImageCommand::Upload { name, owner, node } => {
+            check_image_name("image", name).map_err(invalid)?;
+            if state.images.contains_key(name) {
+                return Err(taken(name));
+            }
+            if !state.nodes.contains_key(node) {
+                return Err(refused(
+                    RefusalCode::NotFound,
+                    format!("no node named {node:?}"),
+                ));
+            }
+            if state.maintenance.contains(node) {
+                return Err(refused(
+                    RefusalCode::NodeUnavailable,
+                    format!("node {node} is in maintenance"),
+                ));
+            }
+            check_quota(state, owner, 0)?;
+            Ok(new_record(
+                state,
+                name,
+                owner,
+                node,
+                0,
+                None,
+                ImageOp::Upload,
+                at,
+            ))
+        }
+        ImageCommand::Clone { name, from, owner } => {
+            check_image_name("image", name).map_err(invalid)?;
+            if state.images.contains_key(name) {
+                return Err(taken(name));
+            }
+            let master = state.images.get(from).ok_or_else(|| {
+                refused(RefusalCode::NotFound, format!("no image named {from:?}"))
+            })?;
+            if !master.master || !master.ready {
+                return Err(refused(
+                    RefusalCode::InvalidState,
+                    format!("image {from} is not a master: make it one first"),
+                ));
+            }
+            let (node, size) = (master.node.clone(), master.size_gib);
+            check_quota(state, owner, size)?;
+            let op = ImageOp::Clone { from: from.clone() };
+            Ok(new_record(
+                state,
+                name,
+                owner,
+                &node,
+                size,
+                Some(from.clone()),
+                op,
+                at,
+            ))
+        }
+        ImageCommand::Act { name, work: op } => {
+            let image = state.images.get(name).ok_or_else(|| {
+                refused(RefusalCode::NotFound, format!("no image named {name:?}"))
+            })?;
+            if let Some(task) = busy_with(state, image) {
+                return Err(refused(
+                    RefusalCode::Conflict,
+                    format!("image {name} is busy with task {task}"),
+                ));
+            }
+            let state_err = |m: String| refused(RefusalCode::InvalidState, m);
+            if !image.ready && *op != ImageOp::Remove {
+                return Err(state_err(format!("image {name} was never made: remove it")));
+            }
+            match op {
+                ImageOp::Create { .. } | ImageOp::Clone { .. } | ImageOp::Upload => {
+                    return Err(invalid("create, clone and upload make new images".into()))
+                }
+                ImageOp::MakeMaster => {
+                    if image.master {
+                        return Err(state_err(format!("image {name} is already a master")));
+                    }
+                }
+                ImageOp::Unmaster => {
+                    if !image.master {
+                        return Err(state_err(format!("image {name} is not a master")));
+                    }
+                    if let Some(users) = in_use_by(state, name) {
+                        return Err(state_err(format!(
+                            "master {name} is the base of {users}: it stays a master"
+                        )));
+                    }
+                }
+                ImageOp::Snapshot { snapshot } | ImageOp::Revert { snapshot } => {
+                    check_image_name("snapshot", snapshot).map_err(invalid)?;
+                    if image.master {
+                        return Err(state_err(format!(
+                            "image {name} is a master (read-only): unmaster it first"
+                        )));
+                    }
+                    let exists = image.snapshots.contains(snapshot);
+                    match op {
+                        ImageOp::Snapshot { .. } if exists => {
+                            return Err(refused(
+                                RefusalCode::NameTaken,
+                                format!("image {name} already has a snapshot {snapshot:?}"),
+                            ))
+                        }
+                        ImageOp::Revert { .. } if !exists => {
+                            return Err(refused(
+                                RefusalCode::NotFound,
+                                format!("image {name} has no snapshot {snapshot:?}"),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+                ImageOp::Resize { size_gib } => {
+                    check_image_size(*size_gib).map_err(invalid)?;
+                    if image.master {
+                        return Err(state_err(format!(
+                            "image {name} is a master (read-only): unmaster it first"
+                        )));
+                    }
+                    if *size_gib <= image.size_gib {
+                        return Err(invalid(format!(
+                            "images only grow: {name} has {} GiB, {size_gib} asked",
+                            image.size_gib
+                        )));
+                    }
+                    let (owner, extra) = (image.owner.clone(), size_gib - image.size_gib);
+                    check_quota(state, &owner, extra)?;
+                }
+                ImageOp::Remove => {
+                    if let Some(users) = in_use_by(state, name) {
+                        return Err(state_err(format!(
+                            "master {name} is the base of {users}: remove them first"
+                        )));
+                    }
+                }
+            }
+            let image = state.images.get(name).cloned().ok_or_else(|| {
+                refused(RefusalCode::NotFound, format!("no image named {name:?}"))
+            })?;
+            let task_id = open_task(
+                state,
+                &image.owner,
+                op.kind(),
+                name,
+                Some(image.node.clone()),
+                at,
+            );
+            if let Some(rec) = state.images.get_mut(name) {
+                rec.pending = Some(PendingImageOp {
+                    task_id,
+                    op: op.clone(),
+                });
+            }
+            Ok(CommandOutcome::TaskStarted { task_id })
+        }
+        ImageCommand::Settle {
+            name,
+            task_id,
+            ok,
+            size_gib,
+        } => {
+            let rec = state.images.get_mut(name).ok_or_else(|| {
+                refused(RefusalCode::NotFound, format!("no image named {name:?}"))
+            })?;
+            let Some(pending) = rec.pending.take_if(|p| p.task_id == *task_id) else {
+                return Err(refused(
+                    RefusalCode::Conflict,
+                    format!("image {name} has no pending operation of task {task_id}"),
+                ));
+            };
+            match (pending.op, *ok) {
+                (ImageOp::Create { .. } | ImageOp::Clone { .. }, true) => rec.ready = true,
+                (ImageOp::Upload, true) => {
+                    rec.ready = true;
+                    rec.size_gib = size_gib.unwrap_or(rec.size_gib);
+                }
+                (ImageOp::Create { .. } | ImageOp::Clone { .. } | ImageOp::Upload, false) => {
+                    // The node made nothing (it rolls back what it started).
+                    state.images.remove(name);
+                }
+                (ImageOp::MakeMaster, true) => rec.master = true,
+                (ImageOp::Unmaster, true) => rec.master = false,
+                (ImageOp::Snapshot { snapshot }, true) => rec.snapshots.push(snapshot),
+                (ImageOp::Resize { size_gib }, true) => rec.size_gib = size_gib,
+                (ImageOp::Remove, true) => {
+                    state.images.remove(name);
+                }
+                (ImageOp::Revert { .. }, true) | (_, false) => {}
+            }
+            Ok(CommandOutcome::Done)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tasks::TaskCommand;
+    use crate::state::{Command, Proposal};
+
+    fn state() -> ClusterState {
+        crate::state::tests::bootstrapped()
+    }
+
+    fn run(s: &mut ClusterState, cmd: ImageCommand) -> CommandOutcome {
+        s.apply(&Proposal::new("user:admin", 100, Command::Image(cmd)))
+    }
+
+    fn task_of(o: &CommandOutcome) -> u64 {
+        match o {
+            CommandOutcome::TaskStarted { task_id } => *task_id,
+            other => panic!("expected a task, got {other:?}"),
+        }
+    }
+
+    fn settle(s: &mut ClusterState, name: &str, task_id: u64, ok: bool) {
+        let o = run(
+            s,
+            ImageCommand::Settle {
+                name: name.into(),
+                task_id,
+                ok,
+                size_gib: None,
+            },
+        );
+        assert_eq!(o, CommandOutcome::Done);
+        s.apply(&Proposal::system(
+            101,
+            Command::Task(TaskCommand::Finish {
+                id: task_id,
+                ok,
+                result: "x".into(),
+            }),
+        ));
+    }
+
+    fn create(s: &mut ClusterState, name: &str, gib: u64) -> u64 {
+        let node = s.nodes.keys().next().cloned().unwrap_or_default();
+        task_of(&run(
+            s,
+            ImageCommand::Create {
+                name: name.into(),
+                owner: "admin".into(),
+                node,
+                size_gib: gib,
+            },
+        ))
+    }
+
+    fn act(s: &mut ClusterState, name: &str, op: ImageOp) -> CommandOutcome {
+        run(
+            s,
+            ImageCommand::Act {
+                name: name.into(),
+                work: op,
+            },
+        )
+    }
+
+    fn code(o: &CommandOutcome) -> Option<RefusalCode> {
+        match o {
+            CommandOutcome::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn commands_round_trip_through_json() {
+        // The Raft log carries commands as JSON: every field must survive next to the tags.
+        let cmds = [
+            Command::Image(ImageCommand::Act {
+                name: "a".into(),
+                work: ImageOp::Snapshot {
+                    snapshot: "s".into(),
+                },
+            }),
+            Command::Image(ImageCommand::Create {
+                name: "a".into(),
+                owner: "o".into(),
+                node: "n".into(),
+                size_gib: 1,
+            }),
+        ];
+        for c in cmds {
+            let json = serde_json::to_string(&c).unwrap_or_default();
+            let back: Result<Command, _> = serde_json::from_str(&json);
+            assert_eq!(back.ok(), Some(c), "{json}");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_image_name("image", "debian-12.qcow").is_ok());
+        for bad in ["", "-a", ".a", "A", "a/b", "web-disk0", &"a".repeat(65)] {
+            assert!(check_image_name("image", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_image_name("snapshot", "web-disk0").is_ok());
+        assert!(check_image_size(0).is_err());
+        assert!(check_image_size(IMAGE_MAX_GIB + 1).is_err());
+    }
+
+    #[test]
+    fn create_is_settled_by_the_node() {
+        let mut s = state();
+        let t = create(&mut s, "base", 2);
+        assert!(!s.images["base"].ready);
+        // Busy until settled.
+        assert_eq!(
+            code(&act(&mut s, "base", ImageOp::MakeMaster)),
+            Some(RefusalCode::Conflict)
+        );
+        settle(&mut s, "base", t, true);
+        assert!(s.images["base"].ready);
+        assert!(s.images["base"].pending.is_none());
+        // A failed create leaves nothing.
+        let t = create(&mut s, "broken", 1);
+        settle(&mut s, "broken", t, false);
+        assert!(!s.images.contains_key("broken"));
+        // A settle for another task is refused.
+        let o = run(
+            &mut s,
+            ImageCommand::Settle {
+                name: "base".into(),
+                task_id: 999,
+                ok: true,
+                size_gib: None,
+            },
+        );
+        assert_eq!(code(&o), Some(RefusalCode::Conflict));
+    }
+
+    #[test]
+    fn masters_clones_and_their_rules() {
+        let mut s = state();
+        let t = create(&mut s, "base", 2);
+        settle(&mut s, "base", t, true);
+        let clone = |s: &mut ClusterState| {
+            run(
+                s,
+                ImageCommand::Clone {
+                    name: "child".into(),
+                    from: "base".into(),
+                    owner: "admin".into(),
+                },
+            )
+        };
+        assert_eq!(code(&clone(&mut s)), Some(RefusalCode::InvalidState));
+        let t = task_of(&act(&mut s, "base", ImageOp::MakeMaster));
+        settle(&mut s, "base", t, true);
+        assert!(s.images["base"].master);
+        let t = task_of(&clone(&mut s));
+        settle(&mut s, "child", t, true);
+        assert_eq!(s.images["child"].parent.as_deref(), Some("base"));
+        assert_eq!(s.images["child"].size_gib, 2);
+        // A master with a child can be neither removed nor unmastered, nor snapshotted.
+        for op in [ImageOp::Remove, ImageOp::Unmaster] {
+            assert_eq!(
+                code(&act(&mut s, "base", op)),
+                Some(RefusalCode::InvalidState)
+            );
+        }
+        let snap = ImageOp::Snapshot {
+            snapshot: "s1".into(),
+        };
+        assert_eq!(
+            code(&act(&mut s, "base", snap.clone())),
+            Some(RefusalCode::InvalidState)
+        );
+        // The child: snapshot, revert, grow.
+        let t = task_of(&act(&mut s, "child", snap.clone()));
+        settle(&mut s, "child", t, true);
+        assert_eq!(s.images["child"].snapshots, ["s1"]);
+        assert_eq!(
+            code(&act(&mut s, "child", snap)),
+            Some(RefusalCode::NameTaken)
+        );
+        let missing = ImageOp::Revert {
+            snapshot: "nope".into(),
+        };
+        assert_eq!(
+            code(&act(&mut s, "child", missing)),
+            Some(RefusalCode::NotFound)
+        );
+        let shrink = ImageOp::Resize { size_gib: 1 };
+        assert_eq!(
+            code(&act(&mut s, "child", shrink)),
+            Some(RefusalCode::Invalid)
+        );
+        let t = task_of(&act(&mut s, "child", ImageOp::Resize { size_gib: 5 }));
+        settle(&mut s, "child", t, true);
+        assert_eq!(s.images["child"].size_gib, 5);
+        // Removing the child frees the master.
+        let t = task_of(&act(&mut s, "child", ImageOp::Remove));
+        settle(&mut s, "child", t, true);
+        assert!(!s.images.contains_key("child"));
+        let t = task_of(&act(&mut s, "base", ImageOp::Unmaster));
+        settle(&mut s, "base", t, true);
+        assert!(!s.images["base"].master);
+    }
+
+    #[test]
+    fn quotas_count_images() {
+        let mut s = state();
+        if let Some(u) = s.users.get_mut("admin") {
+            u.quotas.storage_gib = Some(3);
+        }
+        let t = create(&mut s, "a", 2);
+        settle(&mut s, "a", t, true);
+        let node = s.nodes.keys().next().cloned().unwrap_or_default();
+        let o = run(
+            &mut s,
+            ImageCommand::Create {
+                name: "b".into(),
+                owner: "admin".into(),
+                node,
+                size_gib: 2,
+            },
+        );
+        assert_eq!(code(&o), Some(RefusalCode::QuotaExceeded));
+        assert!(!s.images.contains_key("b"));
+    }
+
+    #[test]
+    fn a_cancelled_task_does_not_block_the_image() {
+        let mut s = state();
+        let t = create(&mut s, "a", 1);
+        settle(&mut s, "a", t, true);
+        let t = task_of(&act(&mut s, "a", ImageOp::MakeMaster));
+        s.apply(&Proposal::new(
+            "user:admin",
+            102,
+            Command::Task(TaskCommand::Cancel { id: t }),
+        ));
+        task_of(&act(&mut s, "a", ImageOp::Remove));
+    }
+}

@@ -1,0 +1,753 @@
+//! Key handling and data updates of [`App`], binding by binding.
+
+use skiff_cluster::agentproto::ServerFigures;
+use skiff_cluster::state::servers::PowerState;
+use skiff_cluster::state::TaskState;
+
+use super::*;
+use crate::cockpit::fixtures::{self, live_app, server, task, user};
+use crate::output::tests::{sample_node, sample_nodes};
+
+fn keys(app: &mut App, keys: &[Key]) -> Effect {
+    let mut last = Effect::None;
+    for k in keys {
+        last = app.handle_key(*k);
+    }
+    last
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.handle_key(Key::Char(c));
+    }
+}
+
+fn command(app: &mut App, line: &str) -> Effect {
+    app.handle_key(Key::Char(':'));
+    typed(app, line);
+    app.handle_key(Key::Enter)
+}
+
+fn selected(app: &App) -> Option<String> {
+    app.list().and_then(|ls| ls.selected.clone())
+}
+
+fn shown(app: &App) -> Vec<String> {
+    let ls = app.list().expect("a list");
+    ls.rows
+        .iter()
+        .filter_map(|&i| views::key(app, ls.view, i))
+        .collect()
+}
+
+fn servers_app() -> App {
+    let mut app = live_app();
+    command(&mut app, "servers");
+    app
+}
+
+#[test]
+fn first_snapshot_fills_every_view() {
+    let mut app = App::new("c-42", "admin", "10.0.0.9:7000");
+    assert_eq!(app.link, Link::Connecting);
+    assert_eq!(app.screen(), &Screen::Overview);
+    app.apply(fixtures::snapshot());
+    assert_eq!(app.link, Link::Live);
+    assert_eq!(app.endpoint, "10.0.0.1:7000");
+    assert_eq!(app.role, Some(UserRole::Admin));
+    let names: Vec<_> = app.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["node-1", "node-2", "node-3"]);
+    let names: Vec<_> = app.servers.iter().map(|s| s.name()).collect();
+    assert_eq!(names, ["batch", "db-1", "web-1", "web-2"]);
+    assert!(app.servers[2].figures.is_some());
+    assert_eq!(app.pools.len(), 3);
+    assert_eq!(app.users.len(), 2);
+    assert_eq!(app.tasks.len(), 3);
+    assert_eq!(app.audit.len(), 1);
+    assert_eq!(app.history["node-1"].memory.len(), 1);
+}
+
+#[test]
+fn a_non_admin_sees_only_themselves() {
+    let mut app = App::new("c", "bob", "e");
+    let mut s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    s.me = Some(user("bob", UserRole::User));
+    app.apply(Update::Snapshot(Box::new(s)));
+    assert_eq!(app.users.len(), 1);
+    assert_eq!(app.users[0].name, "bob");
+    assert_eq!(app.role, Some(UserRole::User));
+}
+
+#[test]
+fn command_mode_switches_views() {
+    let mut app = live_app();
+    for (line, view) in [
+        ("nodes", ViewKind::Nodes),
+        ("vm", ViewKind::Servers),
+        ("task", ViewKind::Tasks),
+        ("users", ViewKind::Users),
+        ("ev", ViewKind::Events),
+        ("audit", ViewKind::Audit),
+        ("pool", ViewKind::Pools),
+        ("img", ViewKind::Images),
+        ("bk", ViewKind::Backups),
+    ] {
+        assert_eq!(command(&mut app, line), Effect::Redraw);
+        assert_eq!(app.list().map(|ls| ls.view), Some(view), "{line}");
+        assert_eq!(app.stack.len(), 1);
+    }
+    command(&mut app, "conn");
+    assert_eq!(app.screen(), &Screen::Unavailable(ViewKind::Connections));
+    command(&mut app, "ov");
+    assert_eq!(app.screen(), &Screen::Overview);
+    command(&mut app, "nope");
+    assert_eq!(
+        app.status.as_ref().map(|s| (s.level, s.text.as_str())),
+        Some((Level::Error, "unknown command :nope (try :help)"))
+    );
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(command(&mut app, "q"), Effect::Quit);
+    assert_eq!(command(&mut app, "quit"), Effect::Quit);
+    command(&mut app, "help");
+    assert_eq!(app.mode, Mode::Help { scroll: 0 });
+}
+
+#[test]
+fn command_mode_completes_and_cancels() {
+    let mut app = live_app();
+    app.handle_key(Key::Char(':'));
+    typed(&mut app, "serv");
+    app.handle_key(Key::Tab);
+    assert_eq!(
+        app.mode,
+        Mode::Command {
+            input: "server".into()
+        }
+    );
+    app.handle_key(Key::Char('s'));
+    app.handle_key(Key::Backspace);
+    app.handle_key(Key::Enter);
+    assert_eq!(app.list().map(|ls| ls.view), Some(ViewKind::Servers));
+    // Esc leaves without doing anything; so does backspace on an empty line.
+    app.handle_key(Key::Char(':'));
+    typed(&mut app, "nodes");
+    app.handle_key(Key::Esc);
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.list().map(|ls| ls.view), Some(ViewKind::Servers));
+    app.handle_key(Key::Char(':'));
+    app.handle_key(Key::Backspace);
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn movement_keys() {
+    let mut app = servers_app();
+    assert_eq!(selected(&app).as_deref(), Some("batch"));
+    for (key, want) in [
+        (Key::Char('j'), "db-1"),
+        (Key::Down, "web-1"),
+        (Key::Char('k'), "db-1"),
+        (Key::Up, "batch"),
+        (Key::Up, "batch"),
+        (Key::Char('G'), "web-2"),
+        (Key::Down, "web-2"),
+        (Key::Char('g'), "batch"),
+        (Key::End, "web-2"),
+        (Key::Home, "batch"),
+        (Key::Ctrl('d'), "web-2"),
+        (Key::Ctrl('u'), "batch"),
+        (Key::PageDown, "web-2"),
+        (Key::PageUp, "batch"),
+    ] {
+        assert_eq!(app.handle_key(key), Effect::Redraw, "{key:?}");
+        assert_eq!(selected(&app).as_deref(), Some(want), "{key:?}");
+    }
+}
+
+#[test]
+fn half_page_moves_and_scrolls_in_a_long_list() {
+    let mut app = fixtures::app_with_servers(1000);
+    app.resize(80, 24);
+    command(&mut app, "servers");
+    let page = app.page_rows();
+    assert_eq!(page, 17);
+    app.handle_key(Key::Ctrl('d'));
+    assert_eq!(app.list().map(|ls| ls.cursor), Some(page / 2));
+    for _ in 0..4 {
+        app.handle_key(Key::Ctrl('d'));
+    }
+    let ls = app.list().expect("list");
+    assert_eq!(ls.cursor, 5 * (page / 2));
+    assert!(ls.offset <= ls.cursor && ls.cursor < ls.offset + page);
+    app.handle_key(Key::Char('G'));
+    let ls = app.list().expect("list");
+    assert_eq!((ls.cursor, ls.offset), (999, 1000 - page));
+    assert_eq!(ls.selected.as_deref(), Some("srv-00999"));
+}
+
+#[test]
+fn selection_follows_the_object_across_refreshes() {
+    let mut app = servers_app();
+    keys(&mut app, &[Key::Char('j')]);
+    assert_eq!(selected(&app).as_deref(), Some("db-1"));
+    // A new server sorts before the selected one: the selection stays on db-1.
+    let (mut views, actual) = fixtures::servers();
+    views.push(server("aaa", "node-1", PowerState::Running));
+    let mut s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    s.servers = Some(views.clone());
+    s.actual = Some(actual.clone());
+    app.apply(Update::Snapshot(Box::new(s)));
+    assert_eq!(selected(&app).as_deref(), Some("db-1"));
+    assert_eq!(app.list().map(|ls| ls.cursor), Some(2));
+    // db-1 leaves: the selection stays on its row.
+    views.retain(|v| v.name != "db-1");
+    let mut s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    s.servers = Some(views);
+    s.actual = Some(actual);
+    app.apply(Update::Snapshot(Box::new(s)));
+    assert_eq!(selected(&app).as_deref(), Some("web-1"));
+    let mut s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    s.servers = Some(vec![]);
+    app.apply(Update::Snapshot(Box::new(s)));
+    assert_eq!(selected(&app), None);
+    assert_eq!(app.handle_key(Key::Down), Effect::Redraw);
+}
+
+#[test]
+fn filter_substring_fuzzy_invert() {
+    let mut app = servers_app();
+    app.handle_key(Key::Char('/'));
+    assert_eq!(app.mode, Mode::Filter);
+    typed(&mut app, "web");
+    assert_eq!(shown(&app), ["web-1", "web-2"]);
+    assert_eq!(app.handle_key(Key::Enter), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(shown(&app), ["web-1", "web-2"]);
+    // Filters see every column: node names too.
+    app.handle_key(Key::Char('/'));
+    for _ in 0..3 {
+        app.handle_key(Key::Backspace);
+    }
+    typed(&mut app, "node-3");
+    assert_eq!(shown(&app), ["batch"]);
+    for _ in 0..6 {
+        app.handle_key(Key::Backspace);
+    }
+    typed(&mut app, "~dbn2");
+    assert_eq!(shown(&app), ["db-1"]);
+    for _ in 0..5 {
+        app.handle_key(Key::Backspace);
+    }
+    typed(&mut app, "!web");
+    assert_eq!(shown(&app), ["batch", "db-1"]);
+    // Esc while typing clears it.
+    app.handle_key(Key::Esc);
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(shown(&app).len(), 4);
+}
+
+#[test]
+fn the_selection_survives_a_filter_that_keeps_it() {
+    let mut app = servers_app();
+    app.handle_key(Key::Char('G'));
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "web");
+    assert_eq!(selected(&app).as_deref(), Some("web-2"));
+    app.handle_key(Key::Esc);
+    assert_eq!(selected(&app).as_deref(), Some("web-2"));
+    // A filter that hides it moves the selection to the first row shown.
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "db");
+    assert_eq!(selected(&app).as_deref(), Some("db-1"));
+}
+
+#[test]
+fn esc_clears_the_filter_before_going_back() {
+    let mut app = live_app();
+    command(&mut app, "nodes");
+    app.handle_key(Key::Enter); // node-1's servers
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "zzz");
+    app.handle_key(Key::Enter);
+    assert!(shown(&app).is_empty());
+    app.handle_key(Key::Esc);
+    assert_eq!(shown(&app), ["web-1"]);
+    assert_eq!(app.stack.len(), 2);
+    app.handle_key(Key::Esc);
+    assert_eq!(app.stack.len(), 1);
+    assert_eq!(app.handle_key(Key::Esc), Effect::None);
+}
+
+#[test]
+fn the_filter_needs_a_list() {
+    let mut app = live_app();
+    app.handle_key(Key::Char('/'));
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Warn));
+}
+
+#[test]
+fn sort_cycles_and_reverses_keeping_the_selection() {
+    let mut app = servers_app();
+    keys(&mut app, &[Key::Char('j')]); // db-1
+    app.handle_key(Key::Char('O'));
+    assert_eq!(shown(&app), ["web-2", "web-1", "db-1", "batch"]);
+    assert_eq!(selected(&app).as_deref(), Some("db-1"));
+    assert_eq!(app.list().map(|ls| ls.cursor), Some(2));
+    // Next column (owner, all alike: ties stay by name), then node.
+    app.handle_key(Key::Char('o'));
+    app.handle_key(Key::Char('o'));
+    let ls = app.list().expect("list");
+    assert_eq!((ls.sort_col, ls.sort_desc), (2, false));
+    assert_eq!(shown(&app), ["web-1", "db-1", "web-2", "batch"]);
+    assert_eq!(selected(&app).as_deref(), Some("db-1"));
+    // Around the columns back to the name.
+    for _ in 0..6 {
+        app.handle_key(Key::Char('o'));
+    }
+    assert_eq!(app.list().map(|ls| ls.sort_col), Some(0));
+}
+
+#[test]
+fn drill_down_back_and_breadcrumbs() {
+    let mut app = live_app();
+    assert_eq!(crate::cockpit::view::breadcrumbs(&app), "overview");
+    app.handle_key(Key::Enter);
+    assert_eq!(app.list().map(|ls| ls.view), Some(ViewKind::Nodes));
+    app.handle_key(Key::Char('j')); // node-2
+    app.handle_key(Key::Enter);
+    assert_eq!(shown(&app), ["db-1", "web-2"]);
+    assert_eq!(
+        crate::cockpit::view::breadcrumbs(&app),
+        "overview › nodes › servers@node-2"
+    );
+    app.handle_key(Key::Enter);
+    assert!(matches!(app.screen(), Screen::Describe { key, .. } if key == "db-1"));
+    assert_eq!(
+        crate::cockpit::view::breadcrumbs(&app),
+        "overview › nodes › servers@node-2 › describe db-1"
+    );
+    app.handle_key(Key::Char('j'));
+    assert!(matches!(app.screen(), Screen::Describe { scroll: 1, .. }));
+    app.handle_key(Key::Esc);
+    assert_eq!(selected(&app).as_deref(), Some("db-1"));
+    app.handle_key(Key::Esc);
+    assert_eq!(selected(&app).as_deref(), Some("node-2"));
+    app.handle_key(Key::Esc);
+    assert_eq!(app.screen(), &Screen::Overview);
+}
+
+#[test]
+fn tasks_drill_into_their_log_and_d_describes() {
+    let mut app = live_app();
+    command(&mut app, "tasks");
+    assert_eq!(shown(&app), ["12", "11", "10"]);
+    app.handle_key(Key::Enter);
+    assert_eq!(
+        app.screen(),
+        &Screen::TaskLog {
+            id: 12,
+            scroll: None
+        }
+    );
+    app.handle_key(Key::Char('g'));
+    assert_eq!(
+        app.screen(),
+        &Screen::TaskLog {
+            id: 12,
+            scroll: Some(0)
+        }
+    );
+    app.handle_key(Key::Char('G'));
+    assert_eq!(
+        app.screen(),
+        &Screen::TaskLog {
+            id: 12,
+            scroll: None
+        }
+    );
+    app.handle_key(Key::Esc);
+    app.handle_key(Key::Char('d'));
+    assert!(
+        matches!(app.screen(), Screen::Describe { view: ViewKind::Tasks, key, .. } if key == "12")
+    );
+    for view in ["users", "events", "audit", "pools", "nodes"] {
+        command(&mut app, view);
+        app.handle_key(Key::Char('d'));
+        if view != "events" {
+            assert!(matches!(app.screen(), Screen::Describe { .. }), "{view}");
+        }
+    }
+}
+
+#[test]
+fn non_destructive_operations_ask_y() {
+    let mut app = servers_app();
+    keys(&mut app, &[Key::Char('G')]); // web-2
+    for (key, op) in [
+        ('s', ServerOp::Start),
+        ('h', ServerOp::Shutdown),
+        ('R', ServerOp::Reboot),
+        ('p', ServerOp::Suspend),
+        ('u', ServerOp::Resume),
+    ] {
+        assert_eq!(app.handle_key(Key::Char(key)), Effect::Redraw);
+        assert!(matches!(&app.mode, Mode::Confirm(c) if c.operation.op == op));
+        assert_eq!(
+            app.handle_key(Key::Char('y')),
+            Effect::Operate(Operation {
+                op,
+                server: "web-2".into(),
+                to: None
+            })
+        );
+        assert_eq!(app.mode, Mode::Normal);
+        // Any other key cancels.
+        app.handle_key(Key::Char(key));
+        assert_eq!(app.handle_key(Key::Char('n')), Effect::Redraw);
+        assert_eq!(app.mode, Mode::Normal);
+        assert_eq!(
+            app.status.as_ref().map(|s| s.text.as_str()),
+            Some("cancelled")
+        );
+    }
+}
+
+#[test]
+fn destructive_operations_need_the_name() {
+    for (key, op) in [('K', ServerOp::ForceOff), ('X', ServerOp::Delete)] {
+        let mut app = servers_app();
+        keys(&mut app, &[Key::Char('j')]); // db-1
+        app.handle_key(Key::Char(key));
+        // y is not enough.
+        assert_eq!(app.handle_key(Key::Char('y')), Effect::Redraw);
+        assert!(matches!(app.mode, Mode::Confirm(_)));
+        app.handle_key(Key::Backspace);
+        typed(&mut app, "db-2");
+        assert_eq!(app.handle_key(Key::Enter), Effect::Redraw);
+        let Mode::Confirm(c) = &app.mode else {
+            panic!("the dialog closed on a wrong name");
+        };
+        assert!(c.error.as_deref().is_some_and(|e| e.contains("type db-1")));
+        assert!(c.typed.is_empty());
+        typed(&mut app, "db-1");
+        assert_eq!(
+            app.handle_key(Key::Enter),
+            Effect::Operate(Operation {
+                op,
+                server: "db-1".into(),
+                to: None
+            })
+        );
+        // Esc cancels.
+        app.handle_key(Key::Char(key));
+        typed(&mut app, "db-1");
+        assert_eq!(app.handle_key(Key::Esc), Effect::Redraw);
+        assert_eq!(app.mode, Mode::Normal);
+    }
+}
+
+#[test]
+fn move_asks_for_a_destination() {
+    let mut app = servers_app();
+    app.handle_key(Key::Char('m'));
+    assert!(matches!(&app.mode, Mode::MoveTo { server, .. } if server == "batch"));
+    typed(&mut app, "node-9");
+    app.handle_key(Key::Enter);
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some("no node named node-9")
+    );
+    for _ in 0..6 {
+        app.handle_key(Key::Backspace);
+    }
+    typed(&mut app, "node-");
+    app.handle_key(Key::Tab); // three candidates: unchanged
+    app.handle_key(Key::Char('2'));
+    app.handle_key(Key::Enter);
+    assert_eq!(
+        app.handle_key(Key::Char('y')),
+        Effect::Operate(Operation {
+            op: ServerOp::Move,
+            server: "batch".into(),
+            to: Some("node-2".into())
+        })
+    );
+    // Empty: the scheduler chooses.
+    app.handle_key(Key::Char('m'));
+    app.handle_key(Key::Enter);
+    assert_eq!(
+        app.handle_key(Key::Char('y')),
+        Effect::Operate(Operation {
+            op: ServerOp::Move,
+            server: "batch".into(),
+            to: None
+        })
+    );
+    app.handle_key(Key::Char('m'));
+    app.handle_key(Key::Esc);
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn operations_need_a_selected_server() {
+    let mut app = live_app();
+    command(&mut app, "nodes");
+    assert_eq!(app.handle_key(Key::Char('s')), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Warn));
+    assert_eq!(app.handle_key(Key::Char('c')), Effect::Redraw);
+    assert_eq!(app.stack.len(), 1);
+}
+
+#[test]
+fn read_only_refuses_operations() {
+    let mut app = servers_app().read_only(true);
+    for key in ['s', 'h', 'K', 'R', 'p', 'u', 'm', 'X'] {
+        assert_eq!(app.handle_key(Key::Char(key)), Effect::Redraw);
+        assert_eq!(app.mode, Mode::Normal, "{key}");
+        assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Error));
+    }
+    // The read-only role too, even with a dialog already open.
+    let mut app = servers_app();
+    app.handle_key(Key::Char('s'));
+    let mut s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    s.me = Some(user("admin", UserRole::ReadOnly));
+    app.apply(Update::Snapshot(Box::new(s)));
+    assert_eq!(app.handle_key(Key::Char('y')), Effect::Redraw);
+    assert!(app
+        .status
+        .as_ref()
+        .is_some_and(|s| s.text.contains("read-only role")));
+    assert_eq!(app.handle_key(Key::Char('X')), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn operation_results_show_in_the_status_line() {
+    let mut app = servers_app();
+    let operation = Operation {
+        op: ServerOp::Start,
+        server: "batch".into(),
+        to: None,
+    };
+    app.apply(Update::OperationFailed {
+        operation: operation.clone(),
+        error: "quota exceeded: memory".into(),
+    });
+    assert_eq!(
+        app.status,
+        Some(Status {
+            level: Level::Error,
+            text: "start batch failed: quota exceeded: memory".into()
+        })
+    );
+    app.apply(Update::OperationStarted {
+        operation,
+        task_id: 13,
+    });
+    assert_eq!(app.status, None);
+    assert_eq!(app.tracked.last().map(|t| t.1), Some(13));
+    app.apply(Update::Event(ApiEvent::Task {
+        task: task(13, "server.start", "batch", TaskState::Running, 50),
+    }));
+    assert_eq!(app.tasks[0].id, 13);
+    assert_eq!(app.events.back().map(|e| e.kind), Some("task"));
+}
+
+#[test]
+fn console_mode_sends_keys_and_leaves_with_ctrl_bracket() {
+    let mut app = servers_app();
+    assert_eq!(
+        app.handle_key(Key::Char('c')),
+        Effect::OpenConsole("batch".into())
+    );
+    assert!(matches!(app.screen(), Screen::Console(p) if p.server == "batch"));
+    // Every key goes to the server, even q and esc.
+    assert_eq!(
+        app.handle_key(Key::Char('q')),
+        Effect::ConsoleInput(b"q".to_vec())
+    );
+    assert_eq!(app.handle_key(Key::Esc), Effect::ConsoleInput(vec![0x1b]));
+    assert_eq!(
+        app.handle_key(Key::Enter),
+        Effect::ConsoleInput(b"\r".to_vec())
+    );
+    assert_eq!(
+        app.handle_key(Key::Ctrl('c')),
+        Effect::ConsoleInput(vec![3])
+    );
+    app.apply(Update::ConsoleOutput(b"login: ".to_vec()));
+    app.apply(Update::Notice(
+        crate::cockpit::refresh::CONSOLE_READ_ONLY.into(),
+    ));
+    let Screen::Console(pane) = app.screen() else {
+        panic!("not in the console");
+    };
+    assert_eq!(pane.output.tail(1), ["login: "]);
+    assert!(pane.notice.is_some());
+    app.apply(Update::ConsoleClosed("server stopped".into()));
+    assert_eq!(app.handle_key(Key::Ctrl(']')), Effect::CloseConsole);
+    assert_eq!(app.list().map(|ls| ls.view), Some(ViewKind::Servers));
+}
+
+#[test]
+fn help_opens_scrolls_and_closes() {
+    let mut app = live_app();
+    app.handle_key(Key::Char('?'));
+    assert_eq!(app.mode, Mode::Help { scroll: 0 });
+    app.handle_key(Key::Char('j'));
+    app.handle_key(Key::Ctrl('d'));
+    assert_eq!(app.mode, Mode::Help { scroll: 11 });
+    app.handle_key(Key::Char('k'));
+    assert_eq!(app.mode, Mode::Help { scroll: 10 });
+    app.handle_key(Key::Esc);
+    assert_eq!(app.mode, Mode::Normal);
+    app.handle_key(Key::Char('?'));
+    assert_eq!(app.handle_key(Key::Ctrl('c')), Effect::Quit);
+}
+
+#[test]
+fn quit_and_refresh() {
+    let mut app = live_app();
+    assert_eq!(app.handle_key(Key::Char('q')), Effect::Quit);
+    assert_eq!(app.handle_key(Key::Ctrl('c')), Effect::Quit);
+    assert_eq!(app.handle_key(Key::Char('r')), Effect::Refresh);
+    assert_eq!(app.handle_key(Key::Char('x')), Effect::None);
+    assert_eq!(app.handle_key(Key::Left), Effect::None);
+}
+
+#[test]
+fn rebound_keys() {
+    let keymap = crate::cockpit::keymap::KeyMap::from_toml("start = \"S\"\nquit = \"ctrl-q\"")
+        .expect("valid");
+    let mut app = servers_app().with_keymap(keymap);
+    assert_eq!(app.handle_key(Key::Char('q')), Effect::None);
+    assert_eq!(app.handle_key(Key::Ctrl('q')), Effect::Quit);
+    app.handle_key(Key::Char('s'));
+    assert_eq!(app.mode, Mode::Normal);
+    app.handle_key(Key::Char('S'));
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+}
+
+#[test]
+fn stream_events_apply_deltas() {
+    let mut app = live_app();
+    // Nodes: new figures and one more history sample.
+    let mut nodes = sample_nodes();
+    nodes[1].cpu_milli = 4000;
+    app.apply(Update::Event(ApiEvent::Nodes { nodes }));
+    assert_eq!(app.history["node-1"].cpu.len(), 2);
+    assert_eq!(app.history["node-1"].cpu.back(), Some(&50));
+    // Servers: figures of the running ones; the others lose theirs.
+    app.apply(Update::Event(ApiEvent::Servers {
+        servers: vec![ServerFigures {
+            name: "db-1".into(),
+            cpu_milli: 1000,
+            memory_mib: 1024,
+            ..ServerFigures::default()
+        }],
+    }));
+    let db = app
+        .servers
+        .iter()
+        .find(|s| s.name() == "db-1")
+        .expect("db-1");
+    assert_eq!(db.cpu_percent(), Some(50));
+    assert_eq!(db.memory_mib(), 1024);
+    assert!(app
+        .servers
+        .iter()
+        .find(|s| s.name() == "web-1")
+        .expect("web-1")
+        .figures
+        .is_none());
+    // State: audit records, and an event line each.
+    let mut record = fixtures::audit().remove(0);
+    record.seq = 42;
+    app.apply(Update::Event(ApiEvent::State {
+        records: vec![record.clone()],
+    }));
+    assert_eq!(app.audit.len(), 2);
+    // A record already known is not added twice.
+    app.apply(Update::Event(ApiEvent::State {
+        records: vec![record],
+    }));
+    assert_eq!(app.audit.len(), 2);
+    assert_eq!(app.events.back().map(|e| e.kind), Some("state"));
+    app.apply(Update::Event(ApiEvent::Lagged));
+    assert_eq!(app.events.back().map(|e| e.kind), Some("lagged"));
+    app.apply(Update::Event(ApiEvent::Unknown));
+    assert_eq!(app.events.len(), 3);
+    // Task: replaces the task of the same id.
+    app.apply(Update::Event(ApiEvent::Task {
+        task: task(12, "server.start", "db-1", TaskState::Succeeded, 100),
+    }));
+    assert_eq!(app.tasks.len(), 3);
+    assert_eq!(app.tasks[0].state, TaskState::Succeeded);
+}
+
+#[test]
+fn link_states() {
+    let mut app = live_app();
+    app.apply(Update::Streaming {
+        endpoint: "10.0.0.1:7000".into(),
+    });
+    assert_eq!(app.link, Link::Live);
+    app.apply(Update::Reconnecting {
+        error: "the event stream from 10.0.0.1:7000 ended".into(),
+    });
+    assert!(matches!(app.link, Link::Reconnecting { .. }));
+    assert!(!app.is_stale());
+    // A full round while reconnecting does not claim the stream is back.
+    app.apply(fixtures::snapshot());
+    assert!(matches!(app.link, Link::Reconnecting { .. }));
+    app.apply(Update::Streaming {
+        endpoint: "10.0.0.2:7000".into(),
+    });
+    assert_eq!(app.link, Link::Live);
+    assert_eq!(app.endpoint, "10.0.0.2:7000");
+    assert!(app
+        .events
+        .iter()
+        .any(|e| e.text == "event stream now on 10.0.0.2:7000"));
+    app.apply(Update::Unreachable {
+        error: "cannot reach the cluster at a:1: refused".into(),
+    });
+    assert!(app.is_stale());
+    assert_eq!(app.nodes.len(), 3);
+    app.apply(Update::Refused {
+        endpoint: "10.0.0.3:7000".into(),
+        error: "no leader".into(),
+    });
+    assert_eq!(app.endpoint, "10.0.0.3:7000");
+    app.apply(fixtures::snapshot());
+    assert_eq!(app.link, Link::Live);
+    assert_eq!(app.refreshes, 3);
+}
+
+#[test]
+fn history_is_bounded_and_forgets_removed_nodes() {
+    let mut app = live_app();
+    for _ in 0..100 {
+        app.apply(Update::Event(ApiEvent::Nodes {
+            nodes: vec![sample_node("node-1", 1)],
+        }));
+    }
+    assert_eq!(app.history.len(), 1);
+    assert_eq!(
+        app.history["node-1"].cpu.len(),
+        crate::cockpit::model::HISTORY
+    );
+    assert_eq!(app.pools.len(), 1);
+}
+
+#[test]
+fn events_are_bounded() {
+    let mut app = live_app();
+    for _ in 0..crate::cockpit::model::MAX_EVENTS + 5 {
+        app.apply(Update::Event(ApiEvent::Lagged));
+    }
+    assert_eq!(app.events.len(), crate::cockpit::model::MAX_EVENTS);
+    assert_eq!(app.events.front().map(|e| e.seq), Some(6));
+}
