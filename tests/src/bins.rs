@@ -22,3 +22,23 @@ pub fn path(name: &str) -> PathBuf {
     );
     p
 }
+
+/// Runs the `skiff` binary with credential `cred`; returns its stdout, failing the test (with
+/// everything it printed) on a non-zero exit.
+pub async fn skiff(cred: &std::path::Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(path("skiff"))
+        .arg("--cred")
+        .arg(cred)
+        .args(args)
+        .output()
+        .await
+        .expect("run skiff");
+    assert!(
+        out.status.success(),
+        "skiff {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -223,3 +223,49 @@ pub fn skip_without_libvirt(test: &str, uri: &str, why: &str) -> bool {
          libvirtd -d`, as .ci/run does) or set SKIFF_SKIP_LIBVIRT=1 to skip this test"
     );
 }
+
+/// The libvirt the tests use.
+pub const LIBVIRT_URI: &str = "qemu:///system";
+
+/// `virsh -c qemu:///system ARGS`: its trimmed stdout, or `None` when it failed.
+pub fn virsh(args: &[&str]) -> Option<String> {
+    let out = Command::new("virsh")
+        .arg("-c")
+        .arg(LIBVIRT_URI)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Whether libvirt answers; fails the test with how to fix it unless `SKIFF_SKIP_LIBVIRT=1`
+/// (then prints `SKIPPED` and answers false).
+pub fn libvirt_reachable(test: &str) -> bool {
+    virsh(&["version"]).is_some()
+        || !skip_without_libvirt(test, LIBVIRT_URI, "`virsh version` failed")
+}
+
+/// Destroys and undefines the domain when dropped: when the test ends, passed or failed.
+pub struct DomainGuard(pub String);
+
+impl Drop for DomainGuard {
+    fn drop(&mut self) {
+        let _ = virsh(&["destroy", &self.0]);
+        let _ = virsh(&["undefine", &self.0]);
+    }
+}
+
+/// `qemu-io -f qcow2 -c CMD FILE` succeeded (and, for `read -P`, the pattern matched).
+pub fn qemu_io(file: &Path, cmd: &str) -> bool {
+    Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", cmd])
+        .arg(file)
+        .output()
+        .map(|o| {
+            o.status.success()
+                && !String::from_utf8_lossy(&o.stdout).contains("Pattern verification failed")
+        })
+        .unwrap_or(false)
+}

@@ -8,67 +8,24 @@
 //! `SKIFF_SKIP_LIBVIRT=1`, which makes it print `SKIPPED: ...` and return.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use skiff_cluster::config::HypervisorKind;
 use skiff_tests::bins;
-use skiff_tests::guest::{skip_without_libvirt, test_guest, READY_LINE};
+use skiff_tests::guest::{libvirt_reachable, qemu_io, test_guest, virsh, DomainGuard, READY_LINE};
 use skiff_tests::guest_disk::boot_disk;
 use skiff_tests::inprocess::{ClusterSpec, TestCluster};
 use skiff_tests::tmux::Tmux;
 
-const URI: &str = "qemu:///system";
 const LIMIT: Duration = Duration::from_secs(90);
 /// A TCG guest boots in 5–20 s here, more under load.
 const BOOT: Duration = Duration::from_secs(120);
-
-fn virsh(args: &[&str]) -> Option<String> {
-    let out = Command::new("virsh")
-        .arg("-c")
-        .arg(URI)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Destroys and undefines the domain when the test ends, passed or failed.
-struct Guard(String);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = virsh(&["destroy", &self.0]);
-        let _ = virsh(&["undefine", &self.0]);
-    }
-}
-
-/// Runs the `skiff` binary; returns its stdout, failing on a non-zero exit.
-async fn skiff(cred: &Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(bins::path("skiff"))
-        .arg("--cred")
-        .arg(cred)
-        .args(args)
-        .output()
-        .await
-        .expect("run skiff");
-    assert!(
-        out.status.success(),
-        "skiff {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Waits until the server's console shows the guest's ready line; returns how long it took.
 async fn wait_console(cred: &Path, name: &str) -> Duration {
     let started = std::time::Instant::now();
     loop {
-        let text = skiff(cred, &["server", "console", name]).await;
+        let text = bins::skiff(cred, &["server", "console", name]).await;
         if text.contains(READY_LINE) {
             return started.elapsed();
         }
@@ -80,24 +37,11 @@ async fn wait_console(cred: &Path, name: &str) -> Duration {
     }
 }
 
-/// Runs `qemu-io -c CMD` on a qcow2 file; true when it succeeded.
-fn qemu_io(file: &Path, cmd: &str) -> bool {
-    Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c", cmd])
-        .arg(file)
-        .output()
-        .map(|o| {
-            o.status.success()
-                && !String::from_utf8_lossy(&o.stdout).contains("Pattern verification failed")
-        })
-        .unwrap_or(false)
-}
-
 // Four workers: the tmux waits block one while the cluster runs on the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operator_runs_a_real_guest_from_the_cockpit() {
     let test = "operator_runs_a_real_guest_from_the_cockpit";
-    if virsh(&["version"]).is_none() && skip_without_libvirt(test, URI, "`virsh version` failed") {
+    if !libvirt_reachable(test) {
         return;
     }
     let guest = test_guest().expect("building the test guest");
@@ -114,11 +58,11 @@ async fn operator_runs_a_real_guest_from_the_cockpit() {
 
     // The CLI: the guest's disk becomes a master; the server's disk is a clone of it.
     let name = format!("cockpit-{}", std::process::id());
-    let _guard = Guard(name.clone());
+    let _guard = DomainGuard(name.clone());
     let disk_arg = disk.display().to_string();
-    skiff(&cred, &["image", "upload", "guest", &disk_arg]).await;
-    skiff(&cred, &["image", "master", "guest", "--wait"]).await;
-    skiff(
+    bins::skiff(&cred, &["image", "upload", "guest", &disk_arg]).await;
+    bins::skiff(&cred, &["image", "master", "guest", "--wait"]).await;
+    bins::skiff(
         &cred,
         &[
             "server",
@@ -220,18 +164,18 @@ async fn operator_runs_a_real_guest_from_the_cockpit() {
         .join("pools/local")
         .join(format!("{name}-disk0.qcow2"));
     assert!(qemu_io(&disk0, "write -P 0x5a 512M 64k"));
-    skiff(&cred, &["backup", "create", "--server", &name, "--wait"]).await;
+    bins::skiff(&cred, &["backup", "create", "--server", &name, "--wait"]).await;
     let listed: serde_json::Value =
-        serde_json::from_str(&skiff(&cred, &["backup", "list", "-o", "json"]).await).unwrap();
+        serde_json::from_str(&bins::skiff(&cred, &["backup", "list", "-o", "json"]).await).unwrap();
     let id = listed[0]["id"].as_u64().expect("a backup id");
     assert!(qemu_io(&disk0, "write -P 0x00 512M 64k"));
-    skiff(&cred, &["backup", "restore", &id.to_string(), "--wait"]).await;
+    bins::skiff(&cred, &["backup", "restore", &id.to_string(), "--wait"]).await;
     assert!(
         qemu_io(&disk0, "read -P 0x5a 512M 64k"),
         "the disk is restored"
     );
-    skiff(&cred, &["server", "start", &name, "--wait"]).await;
+    bins::skiff(&cred, &["server", "start", &name, "--wait"]).await;
     wait_console(&cred, &name).await;
-    skiff(&cred, &["server", "destroy", &name, "--wait"]).await;
+    bins::skiff(&cred, &["server", "destroy", &name, "--wait"]).await;
     c.shutdown().await;
 }

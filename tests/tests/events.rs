@@ -4,13 +4,11 @@
 
 use std::time::Duration;
 
-use skiff_cluster::api::client::ApiClient;
 use skiff_cluster::api::events::{ApiEvent, EventStream};
 use skiff_cluster::api::servers::CreateServerRequest;
 use skiff_cluster::api::tasks::TaskState;
-use skiff_cluster::credential::Credential;
-use skiff_cluster::identity;
-use skiff_cluster::state::{Quotas, UserRole};
+use skiff_cluster::state::UserRole;
+use skiff_tests::clients::user_client;
 use skiff_tests::inprocess::{ClusterSpec, TestCluster};
 
 const LIMIT: Duration = Duration::from_secs(40);
@@ -30,28 +28,6 @@ fn req(name: &str) -> CreateServerRequest {
         iso: None,
         start: true,
     }
-}
-
-/// A client for a new user `name` (role user), with a certificate issued by the admin.
-async fn user(admin: &ApiClient, base: &Credential, name: &str) -> ApiClient {
-    admin
-        .add_user(name, UserRole::User, Quotas::default())
-        .await
-        .expect(name);
-    let kc = identity::new_key_and_csr(name).unwrap();
-    let issued = admin
-        .issue_credential(name, &kc.csr_pem, false)
-        .await
-        .unwrap();
-    ApiClient::new(&Credential {
-        cluster_id: issued.cluster_id,
-        user: issued.user,
-        endpoints: base.endpoints.clone(),
-        ca_pem: issued.ca_pem,
-        cert_pem: issued.cert_pem,
-        key_pem: kc.key_pem,
-    })
-    .unwrap()
 }
 
 /// The next event within `limit` (`None`: the stream ended; panics on silence or an error).
@@ -78,8 +54,8 @@ async fn events_are_per_user_and_follow_the_leader() {
     let mut c = TestCluster::start(ClusterSpec::new(3, 3)).await;
     let leader = c.wait_single_leader(LIMIT).await;
     let admin = c.client();
-    let alice = user(&admin, &c.cred, "alice").await;
-    let bob = user(&admin, &c.cred, "bob").await;
+    let alice = user_client(&c, "alice", UserRole::User).await;
+    let bob = user_client(&c, "bob", UserRole::User).await;
 
     let mut alice_ev = alice.events().await.expect("alice subscribes");
     let mut bob_ev = bob.events().await.expect("bob subscribes");

@@ -12,6 +12,7 @@ use skiff_cluster::api::tasks::TaskState;
 use skiff_cluster::state::servers::DiskSpec;
 use skiff_cluster::state::UserRole;
 use skiff_tests::clients::user_client;
+use skiff_tests::guest::qemu_io;
 use skiff_tests::inprocess::{ClusterSpec, TestCluster};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -351,19 +352,6 @@ async fn upload_and_download_check_what_they_carry() {
     files.sort();
     assert_eq!(files, ["fromraw.qcow2", "uploaded.qcow2"]);
     c.shutdown().await;
-}
-
-/// Runs `qemu-io -c CMD` on a qcow2 file; true when it succeeded.
-fn qemu_io(file: &std::path::Path, cmd: &str) -> bool {
-    std::process::Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c", cmd])
-        .arg(file)
-        .output()
-        .map(|o| {
-            o.status.success()
-                && !String::from_utf8_lossy(&o.stdout).contains("Pattern verification failed")
-        })
-        .unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

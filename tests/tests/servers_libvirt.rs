@@ -12,57 +12,10 @@ use std::time::Duration;
 
 use skiff_cluster::config::HypervisorKind;
 use skiff_tests::bins;
-use skiff_tests::guest::skip_without_libvirt;
+use skiff_tests::guest::{libvirt_reachable, virsh, DomainGuard};
 use skiff_tests::inprocess::{ClusterSpec, TestCluster};
 
-const URI: &str = "qemu:///system";
 const LIMIT: Duration = Duration::from_secs(90);
-
-fn virsh(args: &[&str]) -> Option<String> {
-    let out = Command::new("virsh")
-        .arg("-c")
-        .arg(URI)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Whether libvirt answers; panics with how to fix it unless `SKIFF_SKIP_LIBVIRT=1`.
-fn libvirt_reachable(test: &str) -> bool {
-    virsh(&["version"]).is_some() || !skip_without_libvirt(test, URI, "`virsh version` failed")
-}
-
-/// Destroys and undefines the domain when the test ends, passed or failed.
-struct Guard(String);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = virsh(&["destroy", &self.0]);
-        let _ = virsh(&["undefine", &self.0]);
-    }
-}
-
-/// Runs the `skiff` binary with the admin credential; returns its stdout, failing on a non-zero exit.
-async fn skiff(cred: &Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(bins::path("skiff"))
-        .arg("--cred")
-        .arg(cred)
-        .args(args)
-        .output()
-        .await
-        .expect("run skiff");
-    assert!(
-        out.status.success(),
-        "skiff {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Runs the `skiff` binary with `stdin` as its standard input (closed after it); returns all it did.
 async fn skiff_stdin(cred: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
@@ -100,8 +53,8 @@ async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
     std::fs::write(&cred, c.cred.to_toml()).unwrap();
 
     let name = format!("e2e-{}", std::process::id());
-    let _guard = Guard(name.clone());
-    skiff(
+    let _guard = DomainGuard(name.clone());
+    bins::skiff(
         &cred,
         &[
             "server",
@@ -138,7 +91,7 @@ async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
     assert_eq!(info["format"], "qcow2");
     assert_eq!(info["virtual-size"], 1u64 << 30);
     let listed: serde_json::Value =
-        serde_json::from_str(&skiff(&cred, &["server", "list", "-o", "json"]).await).unwrap();
+        serde_json::from_str(&bins::skiff(&cred, &["server", "list", "-o", "json"]).await).unwrap();
     assert_eq!(listed[0]["name"], name.as_str());
 
     // Its serial console, both ways, through the leader and a real libvirt stream (the empty
@@ -152,15 +105,15 @@ async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
     );
 
     // Stopped (the disk has no OS, so nothing answers ACPI: forced after 2 s) and started again.
-    skiff(
+    bins::skiff(
         &cred,
         &["server", "shutdown", &name, "--force-after", "2", "--wait"],
     )
     .await;
     assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("shut off"));
-    skiff(&cred, &["server", "start", &name, "--wait"]).await;
+    bins::skiff(&cred, &["server", "start", &name, "--wait"]).await;
     assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("running"));
-    skiff(&cred, &["server", "destroy", &name, "--wait"]).await;
+    bins::skiff(&cred, &["server", "destroy", &name, "--wait"]).await;
     assert_eq!(virsh(&["domstate", &name]).as_deref(), Some("shut off"));
     // A stopped server's console cannot be attached to.
     let out = skiff_stdin(&cred, &["server", "console", &name, "-i"], b"").await;
@@ -170,7 +123,7 @@ async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
     );
 
     // Removed: no domain, no disk.
-    skiff(&cred, &["server", "remove", &name, "--wait"]).await;
+    bins::skiff(&cred, &["server", "remove", &name, "--wait"]).await;
     assert_eq!(virsh(&["domstate", &name]), None, "the domain is gone");
     assert!(!disk.exists(), "the disk is deleted");
     c.shutdown().await;

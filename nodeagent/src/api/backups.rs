@@ -13,11 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use skiff_cluster::api::backups::{BackupTargetRequest, BackupView, ScheduleRequest};
-use skiff_cluster::api::servers::TaskAccepted;
 use skiff_cluster::state::backups::{BackupSchedule, BackupTarget};
 use skiff_cluster::state::{BackupCommand, ClusterState, Command, CommandOutcome, UserRole};
 
-use super::{leader_gate, ok, principal, propose, refused, Caller, Failure};
+use super::{leader_gate, ok, principal, propose, refused, task_accepted, Caller, Failure};
 use crate::agent::Node;
 
 /// The backup routes (merged into the API router).
@@ -72,15 +71,6 @@ fn visible(state: &ClusterState, user: &str, role: UserRole, id: u64) -> Result<
         })
 }
 
-fn task_of(outcome: CommandOutcome, node: Option<String>) -> Result<Response, Failure> {
-    match outcome {
-        CommandOutcome::TaskStarted { task_id } => {
-            Ok((StatusCode::ACCEPTED, Json(TaskAccepted { task_id, node })).into_response())
-        }
-        other => Err(refused(other)),
-    }
-}
-
 pub(super) async fn list(
     State(node): State<Arc<Node>>,
     Extension(caller): Extension<Caller>,
@@ -115,7 +105,7 @@ pub(super) async fn create(
         scheduled: false,
     };
     let outcome = propose(&node, &caller, Command::Backup(cmd)).await?;
-    task_of(outcome, at)
+    task_accepted(outcome, at)
 }
 
 pub(super) async fn restore(
@@ -134,7 +124,7 @@ pub(super) async fn restore(
         Command::Backup(BackupCommand::Restore { id }),
     )
     .await?;
-    task_of(outcome, at)
+    task_accepted(outcome, at)
 }
 
 pub(super) async fn remove(
@@ -153,7 +143,7 @@ pub(super) async fn remove(
         Command::Backup(BackupCommand::Remove { id }),
     )
     .await?;
-    task_of(outcome, at)
+    task_accepted(outcome, at)
 }
 
 fn visible_schedules(state: &ClusterState, user: &str, role: UserRole) -> Vec<BackupSchedule> {

@@ -21,14 +21,13 @@ use skiff_cluster::agentproto::image_stream::{
 use skiff_cluster::api::images::{
     CreateImageRequest, ImageActionRequest, ImageView, IMAGE_ACTIONS,
 };
-use skiff_cluster::api::servers::TaskAccepted;
 use skiff_cluster::state::images::{check_image_name, check_image_size, ImageRecord, LOCAL_POOL};
 use skiff_cluster::state::{
     ClusterState, Command, CommandOutcome, ImageCommand, ImageOp, UserRole,
 };
 use skiff_cluster::transport::ALPN_IMAGE;
 
-use super::{leader_gate, ok, principal, propose, refused, Caller, Failure};
+use super::{leader_gate, ok, principal, propose, refused, task_accepted, Caller, Failure};
 use crate::agent::Node;
 
 /// The image routes (merged into the API router).
@@ -98,20 +97,6 @@ fn visible<'a>(
         .get(name)
         .filter(|i| may_see(state, user, role, i))
         .ok_or_else(|| not_found(name))
-}
-
-fn task_of(outcome: CommandOutcome, node: String) -> Result<Response, Failure> {
-    match outcome {
-        CommandOutcome::TaskStarted { task_id } => Ok((
-            StatusCode::ACCEPTED,
-            Json(TaskAccepted {
-                task_id,
-                node: Some(node),
-            }),
-        )
-            .into_response()),
-        other => Err(refused(other)),
-    }
 }
 
 pub(super) async fn list(
@@ -184,7 +169,10 @@ pub(super) async fn create(
         node: target.clone(),
         size_gib: req.size_gib,
     };
-    task_of(propose(&node, &caller, Command::Image(cmd)).await?, target)
+    task_accepted(
+        propose(&node, &caller, Command::Image(cmd)).await?,
+        Some(target),
+    )
 }
 
 pub(super) async fn action(
@@ -259,7 +247,10 @@ pub(super) async fn action(
         }
     };
     let at = image.node.clone();
-    task_of(propose(&node, &caller, Command::Image(cmd)).await?, at)
+    task_accepted(
+        propose(&node, &caller, Command::Image(cmd)).await?,
+        Some(at),
+    )
 }
 
 pub(super) async fn remove(
@@ -278,7 +269,10 @@ pub(super) async fn remove(
         name,
         work: ImageOp::Remove,
     };
-    task_of(propose(&node, &caller, Command::Image(cmd)).await?, at)
+    task_accepted(
+        propose(&node, &caller, Command::Image(cmd)).await?,
+        Some(at),
+    )
 }
 
 /// `?node=NAME` of an upload.

@@ -492,6 +492,22 @@ pub(crate) async fn propose(
     })
 }
 
+/// The answer to a write that queued a task: 202 with the task's id and the node doing it, or
+/// the refusal.
+pub(crate) fn task_accepted(
+    outcome: CommandOutcome,
+    node: Option<String>,
+) -> Result<Response, Failure> {
+    match outcome {
+        CommandOutcome::TaskStarted { task_id } => Ok((
+            StatusCode::ACCEPTED,
+            Json(skiff_cluster::api::servers::TaskAccepted { task_id, node }),
+        )
+            .into_response()),
+        other => Err(refused(other)),
+    }
+}
+
 pub(crate) fn refused(outcome: CommandOutcome) -> Failure {
     match outcome {
         CommandOutcome::Refused { code, message } => {

@@ -18,12 +18,14 @@ use serde::Serialize;
 use skiff_cluster::agentproto;
 use skiff_cluster::api::servers::{
     ConsoleView, CreateServerRequest, EvacuationMove, EvacuationView, MaintenanceRequest,
-    MaintenanceView, ServerActionRequest, ServerView, TaskAccepted,
+    MaintenanceView, ServerActionRequest, ServerView,
 };
 use skiff_cluster::state::servers::{check_name, check_spec, PlannedMove, ServerRecord};
 use skiff_cluster::state::{ClusterState, Command, CommandOutcome, ServerCommand, UserRole};
 
-use super::{authorize, leader_gate, ok, principal, propose, refused, Caller, Failure};
+use super::{
+    authorize, leader_gate, ok, principal, propose, refused, task_accepted, Caller, Failure,
+};
 use crate::agent::Node;
 use crate::scheduler::{self, Demand, SchedulerPolicy};
 
@@ -146,13 +148,6 @@ async fn placing(
 /// The overcommit rules in force: this (leading) node's `[scheduler]` settings.
 fn policy(node: &Node) -> SchedulerPolicy {
     SchedulerPolicy::from(&node.config.scheduler)
-}
-
-fn task_of(outcome: CommandOutcome, node: Option<String>) -> Result<Response, Failure> {
-    match outcome {
-        CommandOutcome::TaskStarted { task_id } => accepted(TaskAccepted { task_id, node }),
-        other => Err(refused(other)),
-    }
 }
 
 pub(super) async fn list(
@@ -496,7 +491,7 @@ pub(super) async fn create(
         }),
     )
     .await?;
-    task_of(outcome, Some(target))
+    task_accepted(outcome, Some(target))
 }
 
 pub(super) async fn action(
@@ -601,7 +596,7 @@ pub(super) async fn action(
         }
     };
     let outcome = propose(&node, &caller, Command::Server(cmd)).await?;
-    task_of(outcome, placed)
+    task_accepted(outcome, placed)
 }
 
 pub(super) async fn remove(
@@ -623,7 +618,7 @@ pub(super) async fn remove(
         Command::Server(ServerCommand::Remove { name }),
     )
     .await?;
-    task_of(outcome, placed)
+    task_accepted(outcome, placed)
 }
 
 pub(super) async fn maintenance(

@@ -128,7 +128,8 @@ pub enum Key {
     Ctrl(char),
 }
 
-/// An operation on a server, from the servers view.
+/// An operation from the keyboard: on a server (servers view), an image (images view) or a
+/// backup (backups view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerOp {
     Start,
@@ -139,6 +140,18 @@ pub enum ServerOp {
     Resume,
     Move,
     Delete,
+    /// Back up a (stopped) server now.
+    BackupServer,
+    /// Clone the master into the image named by the argument.
+    CloneImage,
+    /// Take the snapshot named by the argument.
+    SnapshotImage,
+    /// Revert to the snapshot named by the argument.
+    RevertImage,
+    BackupImage,
+    DeleteImage,
+    RestoreBackup,
+    DeleteBackup,
 }
 
 impl ServerOp {
@@ -152,8 +165,40 @@ impl ServerOp {
             ServerOp::Suspend => "suspend",
             ServerOp::Resume => "resume",
             ServerOp::Move => "move",
-            ServerOp::Delete => return None,
+            _ => return None,
         })
+    }
+
+    /// What it acts on, for dialogs.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ServerOp::CloneImage
+            | ServerOp::SnapshotImage
+            | ServerOp::RevertImage
+            | ServerOp::BackupImage
+            | ServerOp::DeleteImage => "image",
+            ServerOp::RestoreBackup | ServerOp::DeleteBackup => "backup",
+            _ => "server",
+        }
+    }
+
+    /// The view whose selected row it acts on.
+    pub fn view(self) -> ViewKind {
+        match self.noun() {
+            "image" => ViewKind::Images,
+            "backup" => ViewKind::Backups,
+            _ => ViewKind::Servers,
+        }
+    }
+
+    /// What the argument prompt asks for (operations that need one).
+    pub fn argument(self) -> Option<&'static str> {
+        match self {
+            ServerOp::CloneImage => Some("the new image's name"),
+            ServerOp::SnapshotImage => Some("the snapshot's name"),
+            ServerOp::RevertImage => Some("the snapshot to revert to"),
+            _ => None,
+        }
     }
 
     /// A verb for dialogs and the status line.
@@ -166,16 +211,43 @@ impl ServerOp {
             ServerOp::Suspend => "suspend",
             ServerOp::Resume => "resume",
             ServerOp::Move => "move",
-            ServerOp::Delete => "delete",
+            ServerOp::Delete | ServerOp::DeleteImage | ServerOp::DeleteBackup => "delete",
+            ServerOp::BackupServer | ServerOp::BackupImage => "back up",
+            ServerOp::CloneImage => "clone",
+            ServerOp::SnapshotImage => "snapshot",
+            ServerOp::RevertImage => "revert",
+            ServerOp::RestoreBackup => "restore",
         }
     }
 
-    /// Whether it loses data or a running guest: the operator must type the server's name.
+    /// Whether it loses data or a running guest: the operator must type the object's name (or a
+    /// backup's id).
     pub fn is_destructive(self) -> bool {
-        matches!(self, ServerOp::ForceOff | ServerOp::Delete)
+        matches!(
+            self,
+            ServerOp::ForceOff
+                | ServerOp::Delete
+                | ServerOp::RevertImage
+                | ServerOp::DeleteImage
+                | ServerOp::RestoreBackup
+                | ServerOp::DeleteBackup
+        )
     }
 
-    fn of(action: Action) -> Option<ServerOp> {
+    /// The operation `action` asks for on `view`'s selected row.
+    fn of(view: ViewKind, action: Action) -> Option<ServerOp> {
+        match (view, action) {
+            (ViewKind::Servers, Action::Backup) => return Some(ServerOp::BackupServer),
+            (ViewKind::Images, Action::Clone) => return Some(ServerOp::CloneImage),
+            (ViewKind::Images, Action::Snapshot) => return Some(ServerOp::SnapshotImage),
+            (ViewKind::Images, Action::Revert) => return Some(ServerOp::RevertImage),
+            (ViewKind::Images, Action::Backup) => return Some(ServerOp::BackupImage),
+            (ViewKind::Images, Action::Delete) => return Some(ServerOp::DeleteImage),
+            (ViewKind::Backups, Action::Restore) => return Some(ServerOp::RestoreBackup),
+            (ViewKind::Backups, Action::Delete) => return Some(ServerOp::DeleteBackup),
+            (ViewKind::Servers, _) => {}
+            _ => return None,
+        }
         Some(match action {
             Action::Start => ServerOp::Start,
             Action::Shutdown => ServerOp::Shutdown,
@@ -194,8 +266,10 @@ impl ServerOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     pub op: ServerOp,
+    /// What it acts on: the server's or image's name, or the backup's id.
     pub server: String,
-    /// `move`: the destination node; `None` lets the scheduler choose.
+    /// `move`: the destination node (`None` lets the scheduler choose); clone: the new image;
+    /// snapshot, revert: the snapshot.
     pub to: Option<String>,
 }
 
@@ -312,6 +386,12 @@ pub enum Mode {
     /// Where to move a server (empty: the scheduler chooses).
     MoveTo {
         server: String,
+        input: String,
+    },
+    /// The argument of an operation that needs one (a new image's or a snapshot's name).
+    Argument {
+        op: ServerOp,
+        target: String,
         input: String,
     },
     Confirm(Confirm),
@@ -803,6 +883,7 @@ impl App {
             Mode::Command { .. } => return self.command_key(key),
             Mode::Filter => return self.filter_key(key),
             Mode::MoveTo { .. } => return self.move_key(key),
+            Mode::Argument { .. } => return self.argument_key(key),
             Mode::Confirm(_) => return self.confirm_key(key),
         }
         if let Screen::Console(_) = self.screen() {
@@ -860,8 +941,17 @@ impl App {
             Action::Console => return self.open_console(),
             Action::LeaveConsole => {}
             op => {
-                if let Some(op) = ServerOp::of(op) {
-                    self.start_operation(op);
+                let view = self.list().map(|ls| ls.view);
+                match view.and_then(|v| ServerOp::of(v, op)) {
+                    Some(op) => self.start_operation(op),
+                    None => {
+                        let noun = match op {
+                            Action::Clone | Action::Snapshot | Action::Revert => "an image",
+                            Action::Restore => "a backup",
+                            _ => "a server",
+                        };
+                        self.notice(Level::Warn, format!("select {noun} first for that"));
+                    }
                 }
             }
         }
@@ -1069,18 +1159,32 @@ impl App {
         Effect::Redraw
     }
 
+    /// The key (name, id) of the selected row of `view`, when that view is on screen.
+    fn selected_key(&self, view: ViewKind) -> Option<String> {
+        let ls = self.list().filter(|ls| ls.view == view)?;
+        views::key(self, view, ls.selected_index()?)
+    }
+
     fn start_operation(&mut self, op: ServerOp) {
         if let Some(reason) = self.operations_refused() {
             self.notice(Level::Error, reason);
             return;
         }
-        let Some(server) = self.selected_server().map(|s| s.view.name.clone()) else {
+        let Some(server) = self.selected_key(op.view()) else {
             self.notice(
                 Level::Warn,
-                format!("select a server first (:servers) to {}", op.verb()),
+                format!("select a {} first to {}", op.noun(), op.verb()),
             );
             return;
         };
+        if op.argument().is_some() {
+            self.mode = Mode::Argument {
+                op,
+                target: server,
+                input: String::new(),
+            };
+            return;
+        }
         if op == ServerOp::Move {
             self.mode = Mode::MoveTo {
                 server,
@@ -1134,6 +1238,51 @@ impl App {
                         op: ServerOp::Move,
                         server,
                         to: (!to.is_empty()).then_some(to),
+                    },
+                    typed: String::new(),
+                    error: None,
+                });
+            }
+            _ => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    fn argument_key(&mut self, key: Key) -> Effect {
+        let Mode::Argument { op, target, input } = &mut self.mode else {
+            return Effect::None;
+        };
+        match key {
+            Key::Esc => self.mode = Mode::Normal,
+            Key::Backspace => {
+                input.pop();
+            }
+            Key::Tab if *op == ServerOp::RevertImage => {
+                let typed = input.clone();
+                let snapshots: Vec<&String> = self
+                    .images
+                    .iter()
+                    .filter(|i| i.name == *target)
+                    .flat_map(|i| i.snapshots.iter())
+                    .filter(|s| s.starts_with(&typed))
+                    .collect();
+                if let [one] = snapshots.as_slice() {
+                    *input = (*one).clone();
+                }
+            }
+            Key::Char(c) => input.push(c),
+            Key::Enter => {
+                let arg = input.trim().to_owned();
+                if arg.is_empty() {
+                    return Effect::None;
+                }
+                let (op, target) = (*op, target.clone());
+                self.status = None;
+                self.mode = Mode::Confirm(Confirm {
+                    operation: Operation {
+                        op,
+                        server: target,
+                        to: Some(arg),
                     },
                     typed: String::new(),
                     error: None,

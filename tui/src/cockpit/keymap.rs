@@ -21,7 +21,7 @@ use super::app::Key;
 pub enum Group {
     General,
     Navigation,
-    /// Operations on the selected server (servers view; refused when read-only).
+    /// Operations on the selected server, image or backup (refused when read-only).
     Servers,
     /// Only while the console pane is open.
     Console,
@@ -33,7 +33,7 @@ impl Group {
         match self {
             Group::General => "General",
             Group::Navigation => "Navigation",
-            Group::Servers => "Servers (servers view; not when read-only)",
+            Group::Servers => "Operations (servers, images, backups views; not when read-only)",
             Group::Console => "Console pane",
         }
     }
@@ -66,6 +66,11 @@ pub enum Action {
     Resume,
     Move,
     Delete,
+    Clone,
+    Snapshot,
+    Revert,
+    Backup,
+    Restore,
     Console,
     LeaveConsole,
 }
@@ -237,8 +242,43 @@ pub const ACTIONS: &[(Action, &str, Group, &str, &[&str])] = &[
         Action::Delete,
         "delete",
         Group::Servers,
-        "delete (type the name)",
+        "delete a server, image or backup (type the name or id)",
         &["X"],
+    ),
+    (
+        Action::Clone,
+        "clone",
+        Group::Servers,
+        "images: clone a master into a new image (asks its name)",
+        &["C"],
+    ),
+    (
+        Action::Snapshot,
+        "snapshot",
+        Group::Servers,
+        "images: take a snapshot (asks its name)",
+        &["S"],
+    ),
+    (
+        Action::Revert,
+        "revert",
+        Group::Servers,
+        "images: revert to a snapshot (asks which; type the name)",
+        &["V"],
+    ),
+    (
+        Action::Backup,
+        "backup",
+        Group::Servers,
+        "servers, images: back up now (asks y/n)",
+        &["b"],
+    ),
+    (
+        Action::Restore,
+        "restore",
+        Group::Servers,
+        "backups: restore in place (type the id)",
+        &["T"],
     ),
     (
         Action::Console,
@@ -257,11 +297,10 @@ pub const ACTIONS: &[(Action, &str, Group, &str, &[&str])] = &[
 ];
 
 /// Operations the cluster's API does not serve yet: listed in the help, bound to nothing.
-pub const UNAVAILABLE: &[(&str, &str)] = &[
-    ("clone", "no clone API yet (issue 3)"),
-    ("snapshot / revert", "no snapshot API yet (issue 3)"),
-    ("backup / restore", "no backup API yet (issue 4)"),
-];
+pub const UNAVAILABLE: &[(&str, &str)] = &[(
+    "connections, stacks",
+    "no API yet (networking and stacks issues)",
+)];
 
 /// The bindings in force.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::app::{Operation, Snapshot, Update};
+use super::app::{Operation, ServerOp, Snapshot, Update};
 use super::console;
 
 /// First wait before trying again after a failure; doubles up to [`BACKOFF_MAX`].
@@ -195,15 +195,73 @@ async fn follow(
 
 /// Sends one operation to the API: the answer is the started task, or the API's error.
 pub async fn operate(client: &ApiClient, operation: Operation) -> Update {
-    let result = match operation.op.api_action() {
-        Some(action) => {
+    use skiff_cluster::api::backups::BackupTargetRequest;
+    use skiff_cluster::api::images::ImageActionRequest;
+    use skiff_cluster::api::servers::TaskAccepted;
+    let name = operation.server.as_str();
+    let arg = operation.to.clone();
+    let image_action = |action: &'static str, body: ImageActionRequest| async move {
+        client.image_action(name, action, &body).await
+    };
+    let backup_id = || -> Result<u64, ClientError> {
+        name.parse().map_err(|_| ClientError::Api {
+            status: 400,
+            code: "bad_request".into(),
+            message: format!("{name:?} is not a backup id"),
+        })
+    };
+    let result: Result<TaskAccepted, ClientError> = match operation.op {
+        ServerOp::Delete => client.remove_server(name).await,
+        ServerOp::BackupServer => {
+            let target = BackupTargetRequest {
+                image: None,
+                server: Some(name.to_owned()),
+            };
+            client.create_backup(&target).await
+        }
+        ServerOp::BackupImage => {
+            let target = BackupTargetRequest {
+                image: Some(name.to_owned()),
+                server: None,
+            };
+            client.create_backup(&target).await
+        }
+        ServerOp::CloneImage => {
+            let body = ImageActionRequest {
+                name: arg,
+                ..Default::default()
+            };
+            image_action("clone", body).await
+        }
+        ServerOp::SnapshotImage | ServerOp::RevertImage => {
+            let body = ImageActionRequest {
+                snapshot: arg,
+                ..Default::default()
+            };
+            let action = if operation.op == ServerOp::SnapshotImage {
+                "snapshot"
+            } else {
+                "revert"
+            };
+            image_action(action, body).await
+        }
+        ServerOp::DeleteImage => client.remove_image(name).await,
+        ServerOp::RestoreBackup => match backup_id() {
+            Ok(id) => client.restore_backup(id).await,
+            Err(e) => Err(e),
+        },
+        ServerOp::DeleteBackup => match backup_id() {
+            Ok(id) => client.remove_backup(id).await,
+            Err(e) => Err(e),
+        },
+        op => {
             let body = ServerActionRequest {
-                to: operation.to.clone(),
+                to: arg,
                 ..ServerActionRequest::default()
             };
-            client.server_action(&operation.server, action, &body).await
+            let action = op.api_action().unwrap_or_default();
+            client.server_action(name, action, &body).await
         }
-        None => client.remove_server(&operation.server).await,
     };
     match result {
         Ok(accepted) => Update::OperationStarted {

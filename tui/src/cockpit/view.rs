@@ -39,6 +39,9 @@ pub fn render(app: &App, frame: &mut Frame) {
         Mode::Help { scroll } => help::render(&app.keymap, &app.theme, *scroll, frame, area),
         Mode::Confirm(confirm) => render_confirm(app, confirm, frame, area),
         Mode::MoveTo { server, input } => render_move(app, server, input, frame, area),
+        Mode::Argument { op, target, input } => {
+            render_argument(app, *op, target, input, frame, area)
+        }
         _ => {}
     }
 }
@@ -315,12 +318,15 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
     let target = match (op.op, &op.to) {
         (ServerOp::Move, Some(to)) => format!("{} to node {to}", op.server),
         (ServerOp::Move, None) => format!("{} to the scheduler's choice of node", op.server),
+        (ServerOp::CloneImage, Some(to)) => format!("{} into a new image {to}", op.server),
+        (ServerOp::SnapshotImage, Some(to)) => format!("{} as {to}", op.server),
+        (ServerOp::RevertImage, Some(to)) => format!("{} to snapshot {to}", op.server),
         _ => op.server.clone(),
     };
     let mut lines = vec![
         Line::raw(""),
         Line::from(vec![
-            Span::raw(format!("{} server ", capital(op.op.verb()))),
+            Span::raw(format!("{} {} ", capital(op.op.verb()), op.op.noun())),
             Span::styled(target, theme.value),
             Span::raw("?"),
         ]),
@@ -329,11 +335,21 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
     if op.op.is_destructive() {
         let warning = match op.op {
             ServerOp::Delete => "This removes the server and its disks. It cannot be undone.",
+            ServerOp::DeleteImage => "This removes the image. It cannot be undone.",
+            ServerOp::DeleteBackup => "This removes the backup's copies. It cannot be undone.",
+            ServerOp::RevertImage => "What was written since the snapshot is lost.",
+            ServerOp::RestoreBackup => {
+                "The image, or the server's disks, become the backup's copies."
+            }
             _ => "This cuts the power: the guest loses what it did not write to disk.",
         };
         lines.push(Line::styled(warning, theme.bad));
         lines.push(Line::from(vec![
-            Span::raw("Type the server's name to confirm: "),
+            Span::raw(if op.op.noun() == "backup" {
+                "Type the backup's id to confirm: ".to_owned()
+            } else {
+                format!("Type the {}'s name to confirm: ", op.op.noun())
+            }),
             Span::styled(confirm.typed.clone(), theme.value),
             Span::styled("▏", theme.accent),
         ]));
@@ -395,6 +411,59 @@ fn render_move(app: &App, server: &str, input: &str, frame: &mut Frame, area: Re
             Block::default()
                 .borders(Borders::ALL)
                 .title(" move ")
+                .border_style(theme.accent),
+        ),
+        rect,
+    );
+}
+
+fn render_argument(
+    app: &App,
+    op: ServerOp,
+    target: &str,
+    input: &str,
+    frame: &mut Frame,
+    area: Rect,
+) {
+    let theme = &app.theme;
+    let mut lines = vec![
+        Line::raw(""),
+        Line::from(vec![
+            Span::raw(format!("{} {} ", capital(op.verb()), op.noun())),
+            Span::styled(target.to_owned(), theme.value),
+            Span::raw(format!(": {} ", op.argument().unwrap_or("name"))),
+            Span::styled(input.to_owned(), theme.value),
+            Span::styled("▏", theme.accent),
+        ]),
+    ];
+    if op == ServerOp::RevertImage {
+        let snapshots: Vec<&str> = app
+            .images
+            .iter()
+            .filter(|i| i.name == target)
+            .flat_map(|i| i.snapshots.iter().map(String::as_str))
+            .collect();
+        lines.push(Line::styled(
+            format!("snapshots: {}", snapshots.join(" ")),
+            theme.label,
+        ));
+    }
+    lines.push(Line::styled(
+        "Enter · Esc cancels".to_owned()
+            + if op == ServerOp::RevertImage {
+                " · Tab completes"
+            } else {
+                ""
+            },
+        theme.label,
+    ));
+    let rect = popup(area, 72, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" {} ", op.verb()))
                 .border_style(theme.accent),
         ),
         rect,

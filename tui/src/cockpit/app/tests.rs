@@ -751,3 +751,77 @@ fn events_are_bounded() {
     assert_eq!(app.events.len(), crate::cockpit::model::MAX_EVENTS);
     assert_eq!(app.events.front().map(|e| e.seq), Some(6));
 }
+
+#[test]
+fn image_and_backup_operations_ask_then_confirm() {
+    let mut app = live_app();
+    command(&mut app, "img");
+    assert_eq!(shown(&app), ["debian-12", "scratch", "web-data"]);
+    // Clone: the new image's name, then y.
+    app.handle_key(Key::Char('C'));
+    assert!(matches!(
+        app.mode,
+        Mode::Argument {
+            op: ServerOp::CloneImage,
+            ..
+        }
+    ));
+    assert_eq!(app.handle_key(Key::Enter), Effect::None, "a name is needed");
+    typed(&mut app, "web-2");
+    app.handle_key(Key::Enter);
+    assert_eq!(
+        app.handle_key(Key::Char('y')),
+        Effect::Operate(Operation {
+            op: ServerOp::CloneImage,
+            server: "debian-12".into(),
+            to: Some("web-2".into()),
+        })
+    );
+    // Revert loses data: Tab completes the snapshot, then the image's name must be typed.
+    app.handle_key(Key::Char('G'));
+    assert_eq!(selected(&app).as_deref(), Some("web-data"));
+    app.handle_key(Key::Char('V'));
+    app.handle_key(Key::Tab);
+    app.handle_key(Key::Enter);
+    typed(&mut app, "nope");
+    assert_eq!(app.handle_key(Key::Enter), Effect::Redraw);
+    assert!(matches!(&app.mode, Mode::Confirm(c) if c.error.is_some()));
+    typed(&mut app, "web-data");
+    assert_eq!(
+        app.handle_key(Key::Enter),
+        Effect::Operate(Operation {
+            op: ServerOp::RevertImage,
+            server: "web-data".into(),
+            to: Some("clean".into()),
+        })
+    );
+    // Backups: restore and delete need the id typed.
+    command(&mut app, "bk");
+    app.handle_key(Key::Char('T'));
+    typed(&mut app, "1");
+    assert_eq!(
+        app.handle_key(Key::Enter),
+        Effect::Operate(Operation {
+            op: ServerOp::RestoreBackup,
+            server: "1".into(),
+            to: None,
+        })
+    );
+    // Servers: b backs up (y/n); an image key on the servers view only says what to select.
+    command(&mut app, "srv");
+    app.handle_key(Key::Char('b'));
+    assert!(matches!(
+        app.handle_key(Key::Char('y')),
+        Effect::Operate(Operation {
+            op: ServerOp::BackupServer,
+            ..
+        })
+    ));
+    assert_eq!(app.handle_key(Key::Char('S')), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+    // Read-only: refused.
+    let mut ro = live_app().read_only(true);
+    command(&mut ro, "img");
+    ro.handle_key(Key::Char('C'));
+    assert_eq!(ro.mode, Mode::Normal);
+}

@@ -163,6 +163,27 @@ snap!(connections_unavailable, on("connections"), 80, 24);
 snap!(images_80x24, on("images"), 80, 24);
 snap!(backups_80x24, on("backups"), 80, 24);
 snap!(
+    revert_prompt,
+    {
+        let mut a = on("images");
+        a.handle_key(Key::Char('G'));
+        a.handle_key(Key::Char('V'));
+        a
+    },
+    80,
+    24
+);
+snap!(
+    restore_confirmation,
+    {
+        let mut a = on("backups");
+        a.handle_key(Key::Char('T'));
+        a
+    },
+    80,
+    24
+);
+snap!(
     node_servers_drill_down,
     {
         let mut app = on("nodes");
