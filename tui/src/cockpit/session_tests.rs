@@ -1,7 +1,9 @@
 //! One whole session against a fake leader: the first full round, the event stream (which the
-//! fake ends after one event, so the session also reconnects), an operation from the keyboard,
-//! and quitting when the input channel closes.
+//! fake ends after each answer, so the session also reconnects; once the operation was posted it
+//! carries the operation's task), an operation from the keyboard, and quitting when the input
+//! channel closes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +21,13 @@ use super::fixtures;
 use super::{run_session, Input};
 use crate::output::tests::sample_nodes;
 
-fn handler(posts: Arc<Mutex<Vec<String>>>) -> impl Fn(&Request) -> Reply + Send + Sync {
+/// The fake leader: `posts` records what was posted; `told` counts the event streams that carried
+/// the posted operation's task (only streams opened after the post do: before, a stream says
+/// nothing, so the task event cannot arrive before the cockpit tracks the task).
+fn handler(
+    posts: Arc<Mutex<Vec<String>>>,
+    told: Arc<AtomicUsize>,
+) -> impl Fn(&Request) -> Reply + Send + Sync {
     move |req: &Request| {
         let path = req.path.strip_prefix("/api/v1").unwrap_or(&req.path);
         let (views, actual) = fixtures::servers();
@@ -33,14 +41,20 @@ fn handler(posts: Arc<Mutex<Vec<String>>>) -> impl Fn(&Request) -> Reply + Send 
             ("GET", "/users") => Reply::json(200, &vec![fixtures::user("admin", UserRole::Admin)]),
             ("GET", p) if p.starts_with("/audit") => Reply::json(200, &fixtures::audit()),
             ("GET", "/events") => {
-                let event = ApiEvent::Task {
-                    task: fixtures::task(77, "server.start", "batch", TaskState::Running, 50),
-                };
-                let data = serde_json::to_string(&event).unwrap_or_default();
+                let posted = posts.lock().map(|p| !p.is_empty()).unwrap_or(false);
+                let mut body = ": hello\n\n".to_string();
+                if posted {
+                    let event = ApiEvent::Task {
+                        task: fixtures::task(77, "server.start", "batch", TaskState::Running, 50),
+                    };
+                    let data = serde_json::to_string(&event).unwrap_or_default();
+                    body.push_str(&format!("data: {data}\n\n"));
+                    told.fetch_add(1, Ordering::SeqCst);
+                }
                 Reply {
                     status: 200,
                     headers: vec![("Content-Type".into(), "text/event-stream".into())],
-                    body: format!(": hello\n\ndata: {data}\n\n").into_bytes(),
+                    body: body.into_bytes(),
                 }
             }
             ("POST", p) => {
@@ -79,7 +93,8 @@ fn screen(terminal: &Terminal<TestBackend>) -> String {
 async fn a_session_reads_follows_the_stream_and_operates() {
     let pki = Pki::new();
     let posts = Arc::new(Mutex::new(Vec::new()));
-    let node = FakeNode::start(&pki, Arc::new(handler(posts.clone())));
+    let told = Arc::new(AtomicUsize::new(0));
+    let node = FakeNode::start(&pki, Arc::new(handler(posts.clone(), told.clone())));
     let cred = pki.credential(vec![node.addr()]);
     let client = Arc::new(ApiClient::new(&cred).expect("client"));
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("terminal");
@@ -95,12 +110,19 @@ async fn a_session_reads_follows_the_stream_and_operates() {
             let _ = inputs.send(Input::Key(key)).await;
         }
         let _ = inputs.send(Input::Resize { cols: 90, rows: 25 }).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        // Dropping the sender ends the session.
+        // Until a stream carried the task (the session reconnects with a backoff of at most
+        // 8 s), then a moment to draw it. Dropping the sender ends the session.
+        for _ in 0..300 {
+            if told.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     });
     let app = App::new("c-42", "admin", node.addr());
     let result = tokio::time::timeout(
-        Duration::from_secs(20),
+        Duration::from_secs(40),
         run_session(&mut terminal, client, app, rx),
     )
     .await;
