@@ -55,13 +55,13 @@ fn parse_id(id: &str) -> Result<u64, Failure> {
         .map_err(|_| Failure::bad_request(format!("{id:?} is not a backup id (a number)")))
 }
 
-/// Backup `id` if the caller may see it.
-fn visible(state: &ClusterState, user: &str, role: UserRole, id: u64) -> Result<(), Failure> {
+/// The node of backup `id`, if the caller may see it.
+fn visible(state: &ClusterState, user: &str, role: UserRole, id: u64) -> Result<String, Failure> {
     state
         .backups
         .get(&id)
         .filter(|b| role == UserRole::Admin || b.owner == user)
-        .map(|_| ())
+        .map(|b| b.node.clone())
         .ok_or_else(|| {
             Failure::new(
                 StatusCode::NOT_FOUND,
@@ -114,17 +114,7 @@ pub(super) async fn restore(
     uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
-    let (state, p) = gate_as!(node, uri, caller, false);
-    let id = parse_id(&id)?;
-    visible(&state, &p.name, p.role, id)?;
-    let at = state.backups.get(&id).map(|b| b.node.clone());
-    let outcome = propose(
-        &node,
-        &caller,
-        Command::Backup(BackupCommand::Restore { id }),
-    )
-    .await?;
-    task_accepted(outcome, at)
+    act(node, caller, uri, &id, |id| BackupCommand::Restore { id }).await
 }
 
 pub(super) async fn remove(
@@ -133,17 +123,22 @@ pub(super) async fn remove(
     uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
+    act(node, caller, uri, &id, |id| BackupCommand::Remove { id }).await
+}
+
+/// Restore or remove: the caller must see backup `id`; the task runs on its node.
+async fn act(
+    node: Arc<Node>,
+    caller: Caller,
+    uri: Uri,
+    id: &str,
+    command: fn(u64) -> BackupCommand,
+) -> Result<Response, Failure> {
     let (state, p) = gate_as!(node, uri, caller, false);
-    let id = parse_id(&id)?;
-    visible(&state, &p.name, p.role, id)?;
-    let at = state.backups.get(&id).map(|b| b.node.clone());
-    let outcome = propose(
-        &node,
-        &caller,
-        Command::Backup(BackupCommand::Remove { id }),
-    )
-    .await?;
-    task_accepted(outcome, at)
+    let id = parse_id(id)?;
+    let at = visible(&state, &p.name, p.role, id)?;
+    let outcome = propose(&node, &caller, Command::Backup(command(id))).await?;
+    task_accepted(outcome, Some(at))
 }
 
 fn visible_schedules(state: &ClusterState, user: &str, role: UserRole) -> Vec<BackupSchedule> {
