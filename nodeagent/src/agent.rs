@@ -34,6 +34,8 @@ pub const CONFIG_FILE: &str = "node.toml";
 pub struct Replica {
     pub raft: ClusterRaft,
     pub state: StateHandle,
+    /// Shares read-index rounds between concurrent linearizable reads.
+    pub reads: Arc<skiff_cluster::raft::reads::ReadBarrier>,
 }
 
 /// Everything a running node shares between its tasks.
@@ -116,7 +118,11 @@ impl Node {
                     Err(e) => info!(reason = %e, "Raft group already initialised"),
                 }
             }
-            Some(Replica { raft, state })
+            Some(Replica {
+                raft,
+                state,
+                reads: Arc::new(skiff_cluster::raft::reads::ReadBarrier::new()),
+            })
         } else {
             None
         };
@@ -248,18 +254,20 @@ impl Node {
     }
 
     /// The desired state, as this node's replica has applied it (admin-eligible nodes only).
-    pub fn state(&self) -> Option<ClusterState> {
+    pub fn state(&self) -> Option<Arc<ClusterState>> {
         self.replica.as_ref().map(|r| r.state.read())
     }
 
     /// The desired state as of this call, for linearizable reads: confirms leadership with a
-    /// quorum (read-index) and waits until every write committed before the call is applied.
+    /// quorum (read-index, one round shared by concurrent readers: [`ReadBarrier`](skiff_cluster::raft::reads::ReadBarrier)) and waits
+    /// until every write committed before the call is applied.
     /// `None` when leadership cannot be confirmed in time.
-    pub async fn read_state(&self) -> Option<ClusterState> {
+    pub async fn read_state(&self) -> Option<Arc<ClusterState>> {
         let r = self.replica.as_ref()?;
         let limit = Duration::from_millis(self.config.raft.election_max_ms);
-        match tokio::time::timeout(limit, r.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Some(r.state.read()),
+        let round = || async { r.raft.ensure_linearizable().await.is_ok() };
+        match tokio::time::timeout(limit, r.reads.confirm(round)).await {
+            Ok(true) => Some(r.state.read()),
             _ => None,
         }
     }

@@ -224,7 +224,7 @@ async fn peers_from_another_ca_expired_or_revoked_are_refused() {
     let c = TestCluster::start(spec).await;
     let leader = c.wait_single_leader(LIMIT).await;
     let target = c.addrs[leader];
-    let ca = c.node(leader).state().unwrap().ca.unwrap();
+    let ca = c.node(leader).state().unwrap().ca.clone().unwrap();
 
     // Another CA: refused on every protocol, and it never shows up in gossip.
     let intruder = QuicEndpoint::bind(

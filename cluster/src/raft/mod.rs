@@ -1,6 +1,8 @@
 //! Raft election and the replicated desired-state store (openraft 0.9).
 //!
-//! - [`store`]: durable log, vote and state machine in one redb database (`<data_dir>/raft.redb`).
+//! - [`store`]: durable vote, snapshots and state machine in one redb database
+//!   (`<data_dir>/raft.redb`), the log in an append-only file next to it (`raft.wal`).
+//! - [`reads`]: linearizable reads that share read-index rounds.
 //! - [`network`]: Raft RPCs as request/response exchanges on the QUIC endpoint (ALPN
 //!   [`ALPN_RAFT`](crate::transport::ALPN_RAFT)), and the handler that serves them.
 //!
@@ -9,9 +11,11 @@
 //! the leader.
 
 pub mod network;
+pub mod reads;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub(crate) mod wal;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

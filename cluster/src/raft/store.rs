@@ -1,15 +1,23 @@
 //! Durable Raft storage in one redb database (`raft.redb`).
 //!
-//! Tables:
-//! - `raft_log`: log entries keyed by index (serde_json of [`openraft::Entry`]).
+//! The log entries are in their own append-only file next to the database (`raft.wal`, see
+//! [`wal`](super::wal)). Tables:
+//! - `raft_log`: empty; log entries an older Skiff stored here move to `raft.wal` on open.
 //! - `raft_meta`: small records keyed by name: the vote, the committed log id and the last purged
-//!   log id (log store), the applied state machine record, and the current snapshot (its meta as
-//!   JSON and its data as raw bytes).
+//!   log id (log store), the state machine record as of the current snapshot, and the current
+//!   snapshot (its meta as JSON and its data as raw bytes).
 //!
-//! Every write is one redb transaction committed with redb's default durability (fsync), run on
-//! tokio's blocking pool. The log store calls openraft's `LogFlushed` callback only after the commit
-//! returned. The state machine is persisted after every applied batch, so a restart finds the state
-//! as of the last applied entry (and openraft does not re-apply anything older).
+//! Every write runs on tokio's blocking pool. A log append is synced (`fdatasync`) before the log
+//! store calls openraft's `LogFlushed` callback. The vote, purges and snapshots are redb
+//! transactions with redb's default durability (fsync). The committed log id is a hint
+//! (Raft keeps it in memory) and commits without fsync: it reaches the disk with the next append.
+//!
+//! The state machine lives in memory: applying a batch does not write to disk. What is applied is
+//! durable anyway, because every applied entry is in the durable log. The state machine record is
+//! written together with each snapshot (built or installed); on start, openraft re-applies the
+//! log from the record's last applied entry up to the committed one (`get_initial_state`), and
+//! never purges log entries the last snapshot does not hold. So one write costs one fsync on each
+//! node, not three, and no longer serializes the whole state.
 //!
 //! Nothing read from disk is trusted: a record that does not decode, or a log entry stored under the
 //! wrong index, becomes a [`StorageError`], never a panic.
@@ -18,7 +26,9 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::wal::Wal;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -62,6 +72,8 @@ enum DbError {
     },
     #[error("inconsistent raft record: {0}")]
     Inconsistent(String),
+    #[error("raft log file: {0}")]
+    Wal(#[from] std::io::Error),
     #[error("cannot encode raft record {what}: {source}")]
     Encode {
         what: &'static str,
@@ -188,13 +200,61 @@ fn restrict_permissions(_path: &Path) -> std::io::Result<()> {
 /// Opens the Raft database at `path` (created if missing) and loads the applied state machine.
 pub async fn open_store(path: &Path) -> StorageResult<(LogStore, StateMachineStore)> {
     let path = path.to_path_buf();
-    let db = blocking(move || open_db(&path))
-        .await
-        .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Read))?;
+    let (db, wal) = blocking(move || {
+        let db = open_db(&path)?;
+        let wal = open_wal(&db, &path.with_extension("wal"))?;
+        Ok((db, wal))
+    })
+    .await
+    .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Read))?;
     let db = Arc::new(db);
     let sm = StateMachineStore::load(db.clone())
         .map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Read))?;
-    Ok((LogStore { db }, sm))
+    Ok((
+        LogStore {
+            db,
+            wal: Arc::new(Mutex::new(wal)),
+        },
+        sm,
+    ))
+}
+
+/// Opens the log file next to the database. Moves the entries an older Skiff kept in the
+/// database's `raft_log` table into it, and drops entries a crash left behind a purge.
+fn open_wal(db: &Database, path: &Path) -> Result<Wal, DbError> {
+    let (mut wal, recovery) = Wal::open(path)?;
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(
+            file = %path.display(),
+            bytes = recovery.truncated_bytes,
+            "cut an incomplete or corrupt tail off the raft log (an append that never finished)"
+        );
+    }
+    let old: Vec<(u64, Vec<u8>)> = {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(LOGS)?;
+        let mut old = Vec::new();
+        for item in table.range::<u64>(..)? {
+            let (k, v) = item?;
+            old.push((k.value(), v.value().to_vec()));
+        }
+        old
+    };
+    if !old.is_empty() {
+        if wal.is_empty() {
+            wal.append(&old)?;
+        }
+        let txn = db.begin_write()?;
+        {
+            let mut table = txn.open_table(LOGS)?;
+            table.retain(|_, _| false)?;
+        }
+        txn.commit()?;
+    }
+    if let Some(purged) = read_meta::<LogId<NodeId>>(db, KEY_LAST_PURGED)? {
+        wal.purge(purged.index)?;
+    }
+    Ok(wal)
 }
 
 fn check_index(index: u64, entry: &Entry) -> Result<(), DbError> {
@@ -216,34 +276,33 @@ fn check_index(index: u64, entry: &Entry) -> Result<(), DbError> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// The log entries ([`wal`](super::wal)); everything else is in `db`.
+    wal: Arc<Mutex<Wal>>,
+}
+
+fn lock_wal(wal: &Mutex<Wal>) -> MutexGuard<'_, Wal> {
+    match wal.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, DbError> {
+    let entry: Entry = decode(format!("log entry {index}"), bytes)?;
+    check_index(index, &entry)?;
+    Ok(entry)
 }
 
 impl LogStore {
     fn read_entries<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry>, DbError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(LOGS)?;
-        let mut out = Vec::new();
-        for item in table.range(range)? {
-            let (k, v) = item?;
-            let index = k.value();
-            let entry: Entry = decode(format!("log entry {index}"), v.value())?;
-            check_index(index, &entry)?;
-            out.push(entry);
-        }
-        Ok(out)
+        let raw = lock_wal(&self.wal).read(range)?;
+        raw.iter().map(|(i, b)| decode_entry(*i, b)).collect()
     }
 
     fn read_log_state(&self) -> Result<LogState<TypeConfig>, DbError> {
         let last_purged: Option<LogId<NodeId>> = read_meta(&self.db, KEY_LAST_PURGED)?;
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(LOGS)?;
-        let last = match table.last()? {
-            Some((k, v)) => {
-                let index = k.value();
-                let entry: Entry = decode(format!("log entry {index}"), v.value())?;
-                check_index(index, &entry)?;
-                Some(entry.log_id)
-            }
+        let last = match lock_wal(&self.wal).last()? {
+            Some((index, bytes)) => Some(decode_entry(index, &bytes)?.log_id),
             None => None,
         };
         Ok(LogState {
@@ -296,9 +355,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
         };
         let db = self.db.clone();
-        blocking(move || write_meta(&db, &[(KEY_COMMITTED, bytes.as_deref())]))
-            .await
-            .map_err(to_storage)
+        blocking(move || {
+            let mut txn = db.begin_write()?;
+            // A hint: losing the newest value in a crash only means re-applying less on start
+            // (the leader commits the rest again). Made durable by the next append.
+            txn.set_durability(redb::Durability::None);
+            {
+                let mut table = txn.open_table(META)?;
+                match &bytes {
+                    Some(v) => {
+                        table.insert(KEY_COMMITTED, v.as_slice())?;
+                    }
+                    None => {
+                        table.remove(KEY_COMMITTED)?;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(to_storage)
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
@@ -319,19 +396,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 encode("log entry", &entry).map_err(to_storage)?,
             ));
         }
-        let db = self.db.clone();
-        let res = blocking(move || {
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(LOGS)?;
-                for (index, bytes) in &records {
-                    table.insert(*index, bytes.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await;
+        let wal = self.wal.clone();
+        let res = blocking(move || Ok(lock_wal(&wal).append(&records)?)).await;
         match res {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -345,35 +411,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
-        let db = self.db.clone();
+        let wal = self.wal.clone();
         let from = log_id.index;
-        blocking(move || {
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(LOGS)?;
-                table.retain_in(from.., |_, _| false)?;
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete))
+        blocking(move || Ok(lock_wal(&wal).truncate(from)?))
+            .await
+            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         let to_storage = |e: DbError| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete);
         let bytes = encode("last purged log id", &log_id).map_err(to_storage)?;
         let db = self.db.clone();
+        let wal = self.wal.clone();
         let upto = log_id.index;
         blocking(move || {
-            let txn = db.begin_write()?;
-            {
-                let mut meta = txn.open_table(META)?;
-                meta.insert(KEY_LAST_PURGED, bytes.as_slice())?;
-                let mut table = txn.open_table(LOGS)?;
-                table.retain_in(..=upto, |_, _| false)?;
-            }
-            txn.commit()?;
+            // First the record (durable), then the file: after a crash in between, `open_store`
+            // drops the entries the record says are purged.
+            write_meta(&db, &[(KEY_LAST_PURGED, Some(&bytes))])?;
+            lock_wal(&wal).purge(upto)?;
             Ok(())
         })
         .await
@@ -385,12 +440,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 // State machine
 // ---------------------------------------------------------------------------------------------
 
-/// What the state machine persists after every applied batch.
+/// The state machine: persisted with every snapshot (see the module comment).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct SmRecord {
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, BasicNode>,
-    state: ClusterState,
+    /// Shared with readers ([`StateHandle::read`]); applying copies it only while one holds it.
+    state: Arc<ClusterState>,
 }
 
 /// The applied state, shared between the state machine and every [`StateHandle`].
@@ -414,9 +470,14 @@ impl Shared {
     }
 
     fn set(&self, rec: SmRecord) {
+        self.update(|r| *r = rec);
+    }
+
+    /// Changes the record in place under the write lock (do not block inside `f`).
+    fn update<R>(&self, f: impl FnOnce(&mut SmRecord) -> R) -> R {
         match self.record.write() {
-            Ok(mut g) => *g = rec,
-            Err(poisoned) => *poisoned.into_inner() = rec,
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
 }
@@ -429,8 +490,9 @@ pub struct StateHandle {
 }
 
 impl StateHandle {
-    /// A copy of the applied state.
-    pub fn read(&self) -> ClusterState {
+    /// The applied state as of now: a shared, immutable version (cheap; later writes make a new
+    /// version instead of changing this one).
+    pub fn read(&self) -> Arc<ClusterState> {
         self.shared.with(|r| r.state.clone())
     }
 
@@ -482,6 +544,10 @@ impl StateMachineStore {
 
     fn publish(&self, rec: SmRecord) {
         self.shared.set(rec);
+        self.notify();
+    }
+
+    fn notify(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -520,33 +586,30 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut rec = self.shared.get();
-        let mut out = Vec::new();
-        for entry in entries {
-            rec.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => out.push(CommandOutcome::Done),
-                EntryPayload::Normal(cmd) => out.push(rec.state.apply(&cmd)),
-                EntryPayload::Membership(m) => {
-                    rec.last_membership = StoredMembership::new(Some(entry.log_id), m);
-                    out.push(CommandOutcome::Done);
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In memory only: the log holds every applied entry durably (module comment). The state
+        // is copied only when a reader still holds the current version.
+        let out = self.shared.update(|rec| {
+            let mut out = Vec::with_capacity(entries.len());
+            for entry in entries {
+                rec.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => out.push(CommandOutcome::Done),
+                    EntryPayload::Normal(cmd) => {
+                        out.push(Arc::make_mut(&mut rec.state).apply(&cmd))
+                    }
+                    EntryPayload::Membership(m) => {
+                        rec.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                        out.push(CommandOutcome::Done);
+                    }
                 }
             }
-        }
-        if out.is_empty() {
-            return Ok(out);
-        }
-        let last = rec.last_applied;
-        let to_storage = |e: DbError| match last {
-            Some(id) => e.into_storage(ErrorSubject::Apply(id), ErrorVerb::Write),
-            None => e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write),
-        };
-        let bytes = encode("state machine", &rec).map_err(to_storage)?;
-        let db = self.db.clone();
-        blocking(move || write_meta(&db, &[(KEY_STATE_MACHINE, Some(&bytes))]))
-            .await
-            .map_err(to_storage)?;
-        self.publish(rec);
+            out
+        });
+        self.notify();
         Ok(out)
     }
 
@@ -577,7 +640,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let rec = SmRecord {
             last_applied: meta.last_log_id,
             last_membership: meta.last_membership.clone(),
-            state,
+            state: Arc::new(state),
         };
         let rec_bytes = encode("state machine", &rec).map_err(to_storage(ErrorVerb::Write))?;
         let meta_bytes = encode("snapshot meta", meta).map_err(to_storage(ErrorVerb::Write))?;
@@ -618,6 +681,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let to_storage =
             |e: DbError| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write);
         let data = encode("snapshot data", &self.record.state).map_err(to_storage)?;
+        let rec_bytes = encode("state machine", &self.record).map_err(to_storage)?;
         let db = self.db.clone();
         let data_for_db = data.clone();
         let meta = blocking(move || {
@@ -653,6 +717,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                         encode("snapshot meta", &meta)?.as_slice(),
                     )?;
                     table.insert(KEY_SNAPSHOT_DATA, data_for_db.as_slice())?;
+                    // The state as of the snapshot: where a restart re-applies the log from.
+                    table.insert(KEY_STATE_MACHINE, rec_bytes.as_slice())?;
                 }
             }
             txn.commit()?;

@@ -143,7 +143,7 @@ async fn store_survives_reopen() {
         );
         assert!(changes.has_changed().unwrap());
         changes.borrow_and_update();
-        assert_eq!(handle.read(), expected_state);
+        assert_eq!(*handle.read(), expected_state);
         assert_eq!(handle.last_applied(), Some(log_id(1, 3)));
         let snap = sm
             .get_snapshot_builder()
@@ -189,7 +189,7 @@ async fn store_survives_reopen() {
     assert_eq!(applied, Some(log_id(1, 3)));
     assert_eq!(mem.log_id(), &Some(log_id(1, 1)));
     assert_eq!(mem.membership(), &membership);
-    assert_eq!(sm.state_handle().read(), expected_state);
+    assert_eq!(*sm.state_handle().read(), expected_state);
     let snap = sm
         .get_current_snapshot()
         .await
@@ -221,15 +221,16 @@ async fn corrupt_records_are_errors() {
                 .unwrap();
             meta.insert("vote", b"{not json".as_slice()).unwrap();
             meta.insert("state_machine", b"[]".as_slice()).unwrap();
-            let mut logs: redb::Table<u64, &[u8]> = txn
-                .open_table(redb::TableDefinition::new("raft_log"))
-                .unwrap();
-            logs.insert(1, b"\x00\x01".as_slice()).unwrap();
-            // A valid entry stored under the wrong index.
-            let misplaced = serde_json::to_vec(&entry(1, 7, EntryPayload::Blank)).unwrap();
-            logs.insert(2, misplaced.as_slice()).unwrap();
         }
         txn.commit().unwrap();
+        // Log records with valid checksums but bad contents: garbage, and a valid entry stored
+        // under the wrong index.
+        let wal = path.with_extension("wal");
+        std::fs::remove_file(&wal).unwrap();
+        let (mut w, _) = super::wal::Wal::open(&wal).unwrap();
+        let misplaced = serde_json::to_vec(&entry(1, 7, EntryPayload::Blank)).unwrap();
+        w.append(&[(1, b"\x00\x01".to_vec()), (2, misplaced)])
+            .unwrap();
     }
     // A corrupt state machine record fails the open.
     assert!(open_store(&path).await.is_err());
@@ -635,4 +636,36 @@ impl RaftId for TestNode {
     fn raft_id(&self) -> NodeId {
         self.addr.port() as u64 - 7400
     }
+}
+
+#[tokio::test]
+async fn log_entries_of_an_older_store_move_to_the_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    {
+        // What an older Skiff wrote: the entries in the database's `raft_log` table.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut logs: redb::Table<u64, &[u8]> = txn
+                .open_table(redb::TableDefinition::new("raft_log"))
+                .unwrap();
+            for i in 1..=3 {
+                let bytes = serde_json::to_vec(&entry(1, i, EntryPayload::Blank)).unwrap();
+                logs.insert(i, bytes.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    for _ in 0..2 {
+        let (mut log, _sm) = open_store(&path).await.unwrap();
+        let st = log.get_log_state().await.unwrap();
+        assert_eq!(st.last_log_id, Some(log_id(1, 3)));
+        let got = log.try_get_log_entries(1..10).await.unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+    assert!(path.with_extension("wal").exists());
 }

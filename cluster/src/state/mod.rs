@@ -4,7 +4,7 @@
 //! or any other local fact: the leader puts the time into the command), so every replica that applies
 //! the same log reaches the same state.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -65,10 +65,10 @@ pub struct ClusterState {
     pub revoked: BTreeMap<String, Revocation>,
     /// Increases with every revocation: the number of the CRL the leader publishes.
     pub crl_number: u64,
-    pub users: BTreeMap<String, UserRecord>,
+    pub users: imbl::OrdMap<String, UserRecord>,
     /// The newest writes, oldest first (at most [`AUDIT_KEEP`]).
     #[serde(default)]
-    pub audit: VecDeque<AuditRecord>,
+    pub audit: imbl::Vector<AuditRecord>,
     /// Number of writes ever applied (the sequence number of the next audit record).
     #[serde(default)]
     pub writes: u64,

@@ -214,7 +214,7 @@ fn router(node: Arc<Node>) -> Router {
 }
 
 /// Sends the request to the leader unless this node runs leader services.
-pub(crate) async fn leader_gate(node: &Node, uri: &Uri) -> Result<ClusterState, Response> {
+pub(crate) async fn leader_gate(node: &Node, uri: &Uri) -> Result<Arc<ClusterState>, Response> {
     if node.serving_term().is_some() {
         if let Some(state) = node.read_state().await {
             return Ok(state);

@@ -138,8 +138,8 @@ static PLACING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Takes the placement lock and reads the newest desired state (`fallback`: the gate's).
 async fn placing(
     node: &Node,
-    fallback: &ClusterState,
-) -> (tokio::sync::MutexGuard<'static, ()>, ClusterState) {
+    fallback: &Arc<ClusterState>,
+) -> (tokio::sync::MutexGuard<'static, ()>, Arc<ClusterState>) {
     let guard = PLACING.lock().await;
     let fresh = node.state().unwrap_or_else(|| fallback.clone());
     (guard, fresh)

@@ -1,0 +1,420 @@
+//! Write benchmark: acknowledged creates through Skiff's HTTPS API on a 3-voter loopback cluster,
+//! against etcd (3 members on loopback) doing puts of the same size, in the same run.
+//!
+//! - *skiff*: an in-process 3-voter cluster (`TestCluster`, real QUIC + mutual TLS between the
+//!   nodes, every node's Raft log in its own redb file, fsync on every commit). Each write is
+//!   `POST /api/v1/users` with the admin credential (mutual TLS, HTTP/2, one connection), acknowledged
+//!   once the create is committed by a quorum and applied: the same path as `skiff user add`.
+//! - *etcd*: 3 `etcd` processes (Debian `etcd-server`; `SKIFF_BENCH_ETCD` names the binary), data
+//!   directories on the same file system, default durability (WAL fsync). Each write is a native
+//!   gRPC `KV/Put` (HTTP/2 without TLS, one connection) to the leader, whose key and value together
+//!   are as long as Skiff's request body.
+//!
+//! `SKIFF_BENCH_CLIENTS` concurrent clients share `SKIFF_BENCH_WRITES` writes per side and round;
+//! sides alternate who goes first; `SKIFF_BENCH_ROUNDS` rounds after 200 unrecorded writes on each
+//! side. Reports per round: writes/s (writes over wall time), p50 and p99 latency (nearest rank)
+//! of each write, and the Skiff/etcd throughput ratio.
+//!
+//! Run: `cargo bench -p skiff-tests --bench writes` or `scripts/bench-writes`. Environment:
+//! `SKIFF_BENCH_WRITES` (default 3000), `SKIFF_BENCH_CLIENTS` (default 32), `SKIFF_BENCH_ROUNDS`
+//! (default 3), `SKIFF_BENCH_ETCD` (default `etcd`), `SKIFF_BENCH_KEEP=1` (keep etcd's data).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use skiff_cluster::api::client::ApiClient;
+use skiff_cluster::api::users::AddUserRequest;
+use skiff_cluster::state::users::{Quotas, UserRole};
+use skiff_tests::inprocess::{free_port, ClusterSpec, TestCluster};
+
+const WARMUP: usize = 200;
+
+#[derive(Clone, Debug)]
+struct Config {
+    writes: usize,
+    clients: usize,
+    rounds: usize,
+    etcd: String,
+    keep: bool,
+}
+
+fn env_num(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Config {
+    fn from_env() -> Result<Self> {
+        let c = Config {
+            writes: env_num("SKIFF_BENCH_WRITES", 3000)?,
+            clients: env_num("SKIFF_BENCH_CLIENTS", 32)?,
+            rounds: env_num("SKIFF_BENCH_ROUNDS", 3)?,
+            etcd: std::env::var("SKIFF_BENCH_ETCD").unwrap_or_else(|_| "etcd".into()),
+            keep: std::env::var("SKIFF_BENCH_KEEP").as_deref() == Ok("1"),
+        };
+        if c.writes == 0 || c.clients == 0 || c.rounds == 0 {
+            bail!(
+                "SKIFF_BENCH_WRITES, SKIFF_BENCH_CLIENTS and SKIFF_BENCH_ROUNDS must be at least 1"
+            );
+        }
+        Ok(c)
+    }
+}
+
+/// What one side measured in one round.
+#[derive(Clone, Copy, Debug)]
+struct Figures {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn nearest_rank(sorted: &[Duration], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+/// Runs `writes` calls of `one(i)` from `clients` concurrent tasks; every call must succeed.
+async fn drive<F, Fut>(writes: usize, clients: usize, one: F) -> Result<Figures>
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let next = next.clone();
+        let one = one.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= writes {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                one(i).await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(writes);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let wall = start.elapsed();
+    all.sort_unstable();
+    Ok(Figures {
+        per_sec: writes as f64 / wall.as_secs_f64(),
+        p50_ms: nearest_rank(&all, 0.50),
+        p99_ms: nearest_rank(&all, 0.99),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Skiff
+// ---------------------------------------------------------------------------------------------
+
+fn user_request(prefix: &str, i: usize) -> AddUserRequest {
+    AddUserRequest {
+        name: format!("{prefix}-{i:06}"),
+        role: UserRole::User,
+        quotas: Quotas {
+            memory_mib: Some(4096),
+            vcpus: Some(4),
+            storage_gib: Some(100),
+            external_ips: Some(1),
+        },
+    }
+}
+
+async fn skiff_round(
+    client: &Arc<ApiClient>,
+    prefix: &str,
+    writes: usize,
+    clients: usize,
+) -> Result<Figures> {
+    let client = client.clone();
+    let prefix: Arc<str> = prefix.into();
+    drive(writes, clients, move |i| {
+        let client = client.clone();
+        let prefix = prefix.clone();
+        async move {
+            let r = user_request(&prefix, i);
+            client
+                .add_user(&r.name, r.role, r.quotas)
+                .await
+                .with_context(|| format!("skiff: add user {}", r.name))?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd
+// ---------------------------------------------------------------------------------------------
+
+struct Etcd {
+    children: Vec<Child>,
+    clients: Vec<String>,
+    dir: tempfile::TempDir,
+    keep: bool,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.keep {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            eprintln!("kept {}", dir.keep().display());
+        }
+    }
+}
+
+/// Starts 3 etcd members on 127.0.0.1, data under a temporary directory on the same file system
+/// as Skiff's (the system temp dir), and waits until every member is healthy.
+async fn start_etcd(cfg: &Config) -> Result<Etcd> {
+    let dir = tempfile::tempdir().context("tempdir")?;
+    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let cluster = (0..3)
+        .map(|i| format!("e{i}=http://127.0.0.1:{}", peers[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut etcd = Etcd {
+        children: Vec::new(),
+        clients: clients
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect(),
+        dir,
+        keep: cfg.keep,
+    };
+    for (i, peer) in peers.iter().enumerate() {
+        let data = etcd.dir.path().join(format!("e{i}"));
+        let log = std::fs::File::create(etcd.dir.path().join(format!("e{i}.log")))?;
+        let child = Command::new(&cfg.etcd)
+            .arg("--name")
+            .arg(format!("e{i}"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen-client-urls")
+            .arg(&etcd.clients[i])
+            .arg("--advertise-client-urls")
+            .arg(&etcd.clients[i])
+            .arg("--listen-peer-urls")
+            .arg(format!("http://127.0.0.1:{peer}"))
+            .arg("--initial-advertise-peer-urls")
+            .arg(format!("http://127.0.0.1:{peer}"))
+            .arg("--initial-cluster")
+            .arg(&cluster)
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--initial-cluster-token")
+            .arg(format!("skiff-bench-{}", std::process::id()))
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-level")
+            .arg("error")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot run {} (Debian package etcd-server)", cfg.etcd))?;
+        etcd.children.push(child);
+    }
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for url in &etcd.clients {
+        loop {
+            let ok = match http.get(format!("{url}/health")).send().await {
+                Ok(r) => r.text().await.unwrap_or_default().contains("\"true\""),
+                Err(_) => false,
+            };
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(etcd.dir.path().join("e0.log")).unwrap_or_default();
+                bail!("etcd at {url} did not become healthy in 30 s; e0.log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(etcd)
+}
+
+/// The client URL of the member that leads (from the JSON gateway's maintenance status).
+async fn etcd_leader(etcd: &Etcd) -> Result<String> {
+    let http = reqwest::Client::new();
+    for url in &etcd.clients {
+        let v: serde_json::Value = http
+            .post(format!("{url}/v3/maintenance/status"))
+            .body("{}")
+            .send()
+            .await?
+            .json()
+            .await?;
+        let me = v["header"]["member_id"].as_str().unwrap_or_default();
+        if !me.is_empty() && v["leader"].as_str() == Some(me) {
+            return Ok(url.clone());
+        }
+    }
+    bail!("no etcd member says it leads")
+}
+
+fn varint(mut v: usize, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A gRPC frame holding `etcdserverpb.PutRequest { key = 1, value = 2 }`.
+fn put_frame(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(key.len() + value.len() + 8);
+    msg.push(0x0a);
+    varint(key.len(), &mut msg);
+    msg.extend_from_slice(key);
+    msg.push(0x12);
+    varint(value.len(), &mut msg);
+    msg.extend_from_slice(value);
+    let mut frame = Vec::with_capacity(msg.len() + 5);
+    frame.push(0);
+    frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&msg);
+    frame
+}
+
+async fn etcd_round(
+    http: &reqwest::Client,
+    leader: &str,
+    prefix: &str,
+    writes: usize,
+    clients: usize,
+) -> Result<Figures> {
+    let url: Arc<str> = format!("{leader}/etcdserverpb.KV/Put").into();
+    let http = http.clone();
+    let prefix: Arc<str> = prefix.into();
+    drive(writes, clients, move |i| {
+        let http = http.clone();
+        let url = url.clone();
+        let prefix = prefix.clone();
+        async move {
+            // Same size as Skiff's request body for the same index.
+            let body_len = serde_json::to_vec(&user_request(&prefix, i))?.len();
+            let key = format!("/bench/{prefix}-{i:06}");
+            let value = vec![b'x'; body_len.saturating_sub(key.len())];
+            let resp = http
+                .post(&*url)
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(put_frame(key.as_bytes(), &value))
+                .send()
+                .await
+                .context("etcd: put")?;
+            if let Some(status) = resp.headers().get("grpc-status") {
+                if status.as_bytes() != b"0" {
+                    bail!("etcd: put refused: grpc-status {status:?}");
+                }
+            }
+            if !resp.status().is_success() {
+                bail!("etcd: put answered HTTP {}", resp.status());
+            }
+            let body = resp.bytes().await.context("etcd: put response")?;
+            // A PutResponse always carries its header: an empty message means a failure whose
+            // status came in the trailers.
+            if body.len() <= 5 {
+                bail!("etcd: put answered no PutResponse");
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() -> Result<()> {
+    let cfg = Config::from_env()?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cfg))
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    eprintln!(
+        "writes: {} per side and round, {} clients, {} rounds",
+        cfg.writes, cfg.clients, cfg.rounds
+    );
+    let cluster = TestCluster::start(ClusterSpec::new(3, 3)).await;
+    let client = Arc::new(cluster.client());
+    let etcd = start_etcd(&cfg).await?;
+    let leader = etcd_leader(&etcd).await?;
+    let http = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .context("HTTP/2 client")?;
+    let sample = serde_json::to_vec(&user_request("r0", 0))?.len();
+    eprintln!("request body {sample} bytes; etcd leader {leader}; warming up");
+    skiff_round(&client, "warm", WARMUP, cfg.clients).await?;
+    etcd_round(&http, &leader, "warm", WARMUP, cfg.clients).await?;
+
+    let mut rows = Vec::new();
+    for round in 0..cfg.rounds {
+        let prefix = format!("r{round}");
+        let (s, e) = if round % 2 == 0 {
+            let s = skiff_round(&client, &prefix, cfg.writes, cfg.clients).await?;
+            let e = etcd_round(&http, &leader, &prefix, cfg.writes, cfg.clients).await?;
+            (s, e)
+        } else {
+            let e = etcd_round(&http, &leader, &prefix, cfg.writes, cfg.clients).await?;
+            let s = skiff_round(&client, &prefix, cfg.writes, cfg.clients).await?;
+            (s, e)
+        };
+        eprintln!("round {round}: skiff {s:?}, etcd {e:?}");
+        rows.push((round, s, e));
+    }
+    println!();
+    println!("| round | first | Skiff writes/s | p50 ms | p99 ms | etcd writes/s | p50 ms | p99 ms | Skiff/etcd |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (round, s, e) in &rows {
+        println!(
+            "| {round} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} |",
+            if round % 2 == 0 { "Skiff" } else { "etcd" },
+            s.per_sec,
+            s.p50_ms,
+            s.p99_ms,
+            e.per_sec,
+            e.p50_ms,
+            e.p99_ms,
+            s.per_sec / e.per_sec
+        );
+    }
+    drop(etcd);
+    cluster.shutdown().await;
+    Ok(())
+}
