@@ -47,6 +47,7 @@ use skiff_nodeagent::compute::domain_xml::{self, DomainType, DomainXmlOptions};
 use skiff_nodeagent::compute::libvirt::LibvirtHypervisor;
 use skiff_nodeagent::compute::DomainSpec;
 use skiff_nodeagent::storage::images::ImageStore;
+use skiff_tests::bench::env_num;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -63,16 +64,6 @@ struct Config {
     keep: bool,
 }
 
-fn env_num(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
 impl Config {
     fn from_env() -> Result<Self> {
         let parts = std::env::var("SKIFF_BENCH_PARTS").unwrap_or_else(|_| "lifecycle,clone".into());
@@ -82,15 +73,15 @@ impl Config {
                 bail!("SKIFF_BENCH_PARTS: unknown part {p:?} (lifecycle, clone)");
             }
         }
-        let rounds = usize::try_from(env_num("SKIFF_BENCH_ROUNDS", 10)?)?;
-        let clone_rounds = usize::try_from(env_num("SKIFF_BENCH_CLONE_ROUNDS", 20)?)?;
+        let rounds = env_num::<usize>("SKIFF_BENCH_ROUNDS", 10)?;
+        let clone_rounds = env_num::<usize>("SKIFF_BENCH_CLONE_ROUNDS", 20)?;
         if rounds == 0 || clone_rounds == 0 {
             bail!("SKIFF_BENCH_ROUNDS and SKIFF_BENCH_CLONE_ROUNDS must be at least 1");
         }
         Ok(Config {
             rounds,
             clone_rounds,
-            run: Duration::from_millis(env_num("SKIFF_BENCH_RUN_MS", 500)?),
+            run: Duration::from_millis(env_num::<u64>("SKIFF_BENCH_RUN_MS", 500)?),
             lifecycle: parts.contains(&"lifecycle"),
             clone: parts.contains(&"clone"),
             uri: std::env::var("SKIFF_BENCH_URI").unwrap_or_else(|_| "qemu:///system".into()),

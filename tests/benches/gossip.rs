@@ -525,13 +525,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(code) = rerun_in_private_netns() {
         std::process::exit(code);
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    skiff_tests::bench::init_logging();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

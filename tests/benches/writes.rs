@@ -28,6 +28,7 @@ use anyhow::{bail, Context as _, Result};
 use skiff_cluster::api::client::ApiClient;
 use skiff_cluster::api::users::AddUserRequest;
 use skiff_cluster::state::users::{Quotas, UserRole};
+use skiff_tests::bench::{env_num, init_logging};
 use skiff_tests::inprocess::{free_port, ClusterSpec, TestCluster};
 
 const WARMUP: usize = 200;
@@ -39,16 +40,6 @@ struct Config {
     rounds: usize,
     etcd: String,
     keep: bool,
-}
-
-fn env_num(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a number")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Config {
@@ -352,13 +343,7 @@ async fn etcd_round(
 fn main() -> Result<()> {
     let cfg = Config::from_env()?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    init_logging();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

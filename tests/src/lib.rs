@@ -7,8 +7,10 @@
 //! - [`bins`]: where the workspace's binaries are; [`clients`]: API clients of other users.
 //! - [`guest`]: a tiny bootable guest (Debian kernel + busybox initramfs) for the libvirt tests;
 //!   [`guest_disk`]: the same guest as a bootable disk image, for servers made through the API.
+//! - [`bench`]: settings and logging of the benchmarks.
 //! - [`tmux`]: a terminal program driven through tmux (`send-keys`, `capture-pane`).
 
+pub mod bench;
 pub mod bins;
 pub mod clients;
 pub mod guest;
