@@ -4,8 +4,9 @@
 //! [`wal`](super::wal)). Tables:
 //! - `raft_log`: empty; log entries an older Skiff stored here move to `raft.wal` on open.
 //! - `raft_meta`: small records keyed by name: the vote, the committed log id and the last purged
-//!   log id (log store), the state machine record as of the current snapshot, and the current
-//!   snapshot (its meta as JSON and its data as raw bytes).
+//!   log id (log store), and the current snapshot (its meta as JSON and its data as raw bytes).
+//!   `state_machine`, the state an older Skiff wrote after every applied batch, is read once if
+//!   it is newer than the snapshot and removed by the next snapshot.
 //!
 //! Every write runs on tokio's blocking pool. A log append is synced (`fdatasync`) before the log
 //! store calls openraft's `LogFlushed` callback. The vote, purges and snapshots are redb
@@ -13,10 +14,10 @@
 //! (Raft keeps it in memory) and commits without fsync: it reaches the disk with the next append.
 //!
 //! The state machine lives in memory: applying a batch does not write to disk. What is applied is
-//! durable anyway, because every applied entry is in the durable log. The state machine record is
-//! written together with each snapshot (built or installed); on start, openraft re-applies the
-//! log from the record's last applied entry up to the committed one (`get_initial_state`), and
-//! never purges log entries the last snapshot does not hold. So one write costs one fsync on each
+//! durable anyway, because every applied entry is in the durable log. On start the state is the
+//! current snapshot's (built or installed); openraft re-applies the log from its last entry up
+//! to the committed one (`get_initial_state`), and never purges log entries the last snapshot
+//! does not hold. So one write costs one fsync on each
 //! node, not three, and no longer serializes the whole state.
 //!
 //! Nothing read from disk is trusted: a record that does not decode, or a log entry stored under the
@@ -143,7 +144,17 @@ fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>,
 
 /// Writes (or, for `None`, deletes) meta records in one durable transaction.
 fn write_meta(db: &Database, records: &[(&str, Option<&[u8]>)]) -> Result<(), DbError> {
-    let txn = db.begin_write()?;
+    write_meta_with(db, records, redb::Durability::Immediate)
+}
+
+/// [`write_meta`] with the given durability.
+fn write_meta_with(
+    db: &Database,
+    records: &[(&str, Option<&[u8]>)],
+    durability: redb::Durability,
+) -> Result<(), DbError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(durability);
     {
         let mut table = txn.open_table(META)?;
         for (key, value) in records {
@@ -355,24 +366,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
         };
         let db = self.db.clone();
+        // A hint: losing the newest value in a crash only means re-applying less on start (the
+        // leader commits the rest again). Made durable by the next durable commit.
         blocking(move || {
-            let mut txn = db.begin_write()?;
-            // A hint: losing the newest value in a crash only means re-applying less on start
-            // (the leader commits the rest again). Made durable by the next append.
-            txn.set_durability(redb::Durability::None);
-            {
-                let mut table = txn.open_table(META)?;
-                match &bytes {
-                    Some(v) => {
-                        table.insert(KEY_COMMITTED, v.as_slice())?;
-                    }
-                    None => {
-                        table.remove(KEY_COMMITTED)?;
-                    }
-                }
-            }
-            txn.commit()?;
-            Ok(())
+            write_meta_with(
+                &db,
+                &[(KEY_COMMITTED, bytes.as_deref())],
+                redb::Durability::None,
+            )
         })
         .await
         .map_err(to_storage)
@@ -440,7 +441,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 // State machine
 // ---------------------------------------------------------------------------------------------
 
-/// The state machine: persisted with every snapshot (see the module comment).
+/// The applied state machine (in memory; a snapshot stores its state, see the module comment).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct SmRecord {
     last_applied: Option<LogId<NodeId>>,
@@ -522,8 +523,23 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
+    /// The state as of the current snapshot, or the record an older Skiff wrote after every
+    /// applied batch if that is newer; openraft re-applies the log after it.
     fn load(db: Arc<Database>) -> Result<Self, DbError> {
-        let record: SmRecord = read_meta(&db, KEY_STATE_MACHINE)?.unwrap_or_default();
+        let legacy: Option<SmRecord> = read_meta(&db, KEY_STATE_MACHINE)?;
+        let from_snapshot = match read_snapshot(&db)? {
+            Some((meta, data)) => Some(SmRecord {
+                last_applied: meta.last_log_id,
+                last_membership: meta.last_membership,
+                state: Arc::new(decode(KEY_SNAPSHOT_DATA, &data)?),
+            }),
+            None => None,
+        };
+        let record = match (legacy, from_snapshot) {
+            (Some(l), Some(s)) if l.last_applied > s.last_applied => l,
+            (_, Some(s)) => s,
+            (l, None) => l.unwrap_or_default(),
+        };
         let (tx, _) = watch::channel(0u64);
         Ok(StateMachineStore {
             db,
@@ -552,22 +568,29 @@ impl StateMachineStore {
     }
 
     fn read_current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, DbError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(META)?;
-        let Some(meta) = table.get(KEY_SNAPSHOT_META)? else {
-            return Ok(None);
-        };
-        let meta: SnapshotMeta<NodeId, BasicNode> = decode(KEY_SNAPSHOT_META, meta.value())?;
-        let Some(data) = table.get(KEY_SNAPSHOT_DATA)? else {
-            return Err(DbError::Inconsistent(
-                "snapshot meta is stored but its data is missing".into(),
-            ));
-        };
-        Ok(Some(Snapshot {
+        Ok(read_snapshot(&self.db)?.map(|(meta, data)| Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data.value().to_vec())),
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
+}
+
+type Meta = SnapshotMeta<NodeId, BasicNode>;
+
+/// The stored snapshot: its meta and its data (the state as JSON).
+fn read_snapshot(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, DbError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META)?;
+    let Some(meta) = table.get(KEY_SNAPSHOT_META)? else {
+        return Ok(None);
+    };
+    let meta: Meta = decode(KEY_SNAPSHOT_META, meta.value())?;
+    let Some(data) = table.get(KEY_SNAPSHOT_DATA)? else {
+        return Err(DbError::Inconsistent(
+            "snapshot meta is stored but its data is missing".into(),
+        ));
+    };
+    Ok(Some((meta, data.value().to_vec())))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -642,14 +665,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             last_membership: meta.last_membership.clone(),
             state: Arc::new(state),
         };
-        let rec_bytes = encode("state machine", &rec).map_err(to_storage(ErrorVerb::Write))?;
         let meta_bytes = encode("snapshot meta", meta).map_err(to_storage(ErrorVerb::Write))?;
         let db = self.db.clone();
         blocking(move || {
             write_meta(
                 &db,
                 &[
-                    (KEY_STATE_MACHINE, Some(&rec_bytes)),
+                    // The state is the snapshot's now; an older Skiff's record is stale.
+                    (KEY_STATE_MACHINE, None),
                     (KEY_SNAPSHOT_META, Some(&meta_bytes)),
                     (KEY_SNAPSHOT_DATA, Some(&data)),
                 ],
@@ -681,7 +704,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let to_storage =
             |e: DbError| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write);
         let data = encode("snapshot data", &self.record.state).map_err(to_storage)?;
-        let rec_bytes = encode("state machine", &self.record).map_err(to_storage)?;
         let db = self.db.clone();
         let data_for_db = data.clone();
         let meta = blocking(move || {
@@ -717,8 +739,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                         encode("snapshot meta", &meta)?.as_slice(),
                     )?;
                     table.insert(KEY_SNAPSHOT_DATA, data_for_db.as_slice())?;
-                    // The state as of the snapshot: where a restart re-applies the log from.
-                    table.insert(KEY_STATE_MACHINE, rec_bytes.as_slice())?;
+                    // The snapshot is where a restart re-applies the log from; an older
+                    // Skiff's state machine record is stale now.
+                    table.remove(KEY_STATE_MACHINE)?;
                 }
             }
             txn.commit()?;
