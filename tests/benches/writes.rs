@@ -299,6 +299,9 @@ async fn etcd_round(
     clients: usize,
 ) -> Result<Figures> {
     let url: Arc<str> = format!("{leader}/etcdserverpb.KV/Put").into();
+    // Same size as Skiff's request body (names are fixed-width, so one size serves the round);
+    // computed here, outside the timed writes.
+    let body_len = serde_json::to_vec(&user_request(prefix, 0))?.len();
     let http = http.clone();
     let prefix: Arc<str> = prefix.into();
     drive(writes, clients, move |i| {
@@ -306,8 +309,6 @@ async fn etcd_round(
         let url = url.clone();
         let prefix = prefix.clone();
         async move {
-            // Same size as Skiff's request body for the same index.
-            let body_len = serde_json::to_vec(&user_request(&prefix, i))?.len();
             let key = format!("/bench/{prefix}-{i:06}");
             let value = vec![b'x'; body_len.saturating_sub(key.len())];
             let resp = http
