@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use skiff_cluster::identity::{self, CertKind, NodeIdentity};
 use skiff_cluster::tls::TlsContext;
-use skiff_cluster::transport::{QuicEndpoint, ALPN_GOSSIP, ALPN_JOIN, ALPN_RAFT};
+use skiff_cluster::transport::{QuicEndpoint, TransportError, ALPN_GOSSIP, ALPN_JOIN, ALPN_RAFT};
 use skiff_nodeagent::supervisor::Transition;
 use skiff_tests::inprocess::{free_port, wait_until, ClusterSpec, TestCluster};
 
@@ -267,6 +267,27 @@ async fn peers_from_another_ca_expired_or_revoked_are_refused() {
         )
         .await
         .is_ok());
+    // A request whose deadline ends mid-handshake does not abort the handshake: the connection
+    // comes up anyway and the next request uses it (on a loaded machine a handshake can take
+    // longer than one Raft heartbeat's deadline; cutting each one short never connects).
+    let hasty = QuicEndpoint::bind(
+        ([127, 0, 0, 1], free_port()).into(),
+        foreign_identity("hasty", Some(&ca), false),
+    )
+    .unwrap();
+    let r = hasty
+        .request(target, ALPN_RAFT, b"{}".to_vec(), Duration::from_micros(1))
+        .await;
+    assert!(matches!(r, Err(TransportError::Timeout(_))), "{r:?}");
+    wait_until(LIMIT, "the abandoned handshake to finish", || async {
+        hasty.live_connections() == 1
+    })
+    .await;
+    assert!(hasty
+        .request(target, ALPN_RAFT, b"{}".to_vec(), Duration::from_secs(3))
+        .await
+        .is_ok());
+    assert_eq!(hasty.live_connections(), 1, "the second request reused it");
 
     // Removing the compute node revokes it: it is refused from then on.
     let removed = c.node(3).clone();

@@ -116,6 +116,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             .read_only(cli.read_only)
             .with_theme(theme)
             .with_keymap(keymap);
+            // The cockpit shows "no leader" as it happens and polls again by itself.
+            let client = client.with_leader_wait(std::time::Duration::ZERO);
             cockpit::run(&runtime, Arc::new(client), app)?;
             Ok(())
         }

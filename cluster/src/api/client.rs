@@ -27,6 +27,9 @@ pub const MAX_LEADER_HOPS: usize = 3;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed for a whole request, answer included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for a leader when every endpoint says there is none (an election or
+/// a lease renewal under way), asking again with growing pauses; see [`ApiClient::with_leader_wait`].
+pub const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a call to the control API failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,7 @@ pub struct ApiClient {
     endpoints: Vec<String>,
     /// The endpoint that answered last; asked first next time.
     current: Mutex<String>,
+    leader_wait: Duration,
 }
 
 impl fmt::Debug for ApiClient {
@@ -178,7 +182,16 @@ impl ApiClient {
             http,
             endpoints,
             current: Mutex::new(first),
+            leader_wait: LEADER_WAIT,
         })
+    }
+
+    /// How long a request waits for a leader when no endpoint knows one ([`LEADER_WAIT`] unless
+    /// set; zero reports `no_leader` at once). A `no_leader` answer means the request changed
+    /// nothing, so it is sent again; an `outcome_unknown` one is not.
+    pub fn with_leader_wait(mut self, wait: Duration) -> Self {
+        self.leader_wait = wait;
+        self
     }
 
     /// The address (`HOST:PORT`) of the node that answered last, or the first endpoint if none has.
@@ -299,6 +312,30 @@ impl ApiClient {
         &self,
         path: &str,
         mut build: impl FnMut(&reqwest::Client, String) -> reqwest::RequestBuilder,
+        idempotent: bool,
+    ) -> Result<(String, reqwest::Response), ClientError> {
+        let deadline = tokio::time::Instant::now() + self.leader_wait;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.send_round(path, &mut build, idempotent).await {
+                Err(e)
+                    if e.api_code() == Some(ApiError::NO_LEADER)
+                        && tokio::time::Instant::now() + pause <= deadline =>
+                {
+                    tracing::debug!(error = %e, ?pause, "no leader yet; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One pass of [`send_to_leader`](Self::send_to_leader) over the endpoints.
+    async fn send_round(
+        &self,
+        path: &str,
+        build: &mut impl FnMut(&reqwest::Client, String) -> reqwest::RequestBuilder,
         idempotent: bool,
     ) -> Result<(String, reqwest::Response), ClientError> {
         let current = self.current_endpoint();
@@ -705,9 +742,47 @@ mod tests {
         let c = client(&pki, vec![lost.addr(), leader.addr()]);
         assert_eq!(c.nodes().await.unwrap().len(), 1);
 
-        let c = client(&pki, vec![lost.addr()]);
+        let c = client(&pki, vec![lost.addr()]).with_leader_wait(Duration::ZERO);
+        let before = lost.hits();
         let err = c.nodes().await.unwrap_err();
         assert_eq!(err.api_code(), Some(ApiError::NO_LEADER));
+        assert_eq!(lost.hits(), before + 1, "no wait: asked once");
+    }
+
+    #[tokio::test]
+    async fn no_leader_is_asked_again_until_one_is_elected() {
+        let pki = fake::Pki::new();
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (during, after) = (no_leader_handler(), leader_handler());
+        let n = asked.clone();
+        let electing = FakeNode::start(
+            &pki,
+            Arc::new(move |req: &fake::Request| {
+                if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                    during(req)
+                } else {
+                    after(req)
+                }
+            }),
+        );
+        let c = client(&pki, vec![electing.addr()]);
+        assert_eq!(c.nodes().await.unwrap().len(), 1);
+        assert_eq!(electing.hits(), 3);
+
+        // An answer that the write may have happened is not sent again.
+        let unsure = FakeNode::start(
+            &pki,
+            Arc::new(|_: &fake::Request| {
+                Reply::json(
+                    503,
+                    &ApiError::new(ApiError::OUTCOME_UNKNOWN, "not confirmed"),
+                )
+            }),
+        );
+        let c = client(&pki, vec![unsure.addr()]);
+        let err = c.nodes().await.unwrap_err();
+        assert_eq!(err.api_code(), Some(ApiError::OUTCOME_UNKNOWN));
+        assert_eq!(unsure.hits(), 1);
     }
 
     #[tokio::test]

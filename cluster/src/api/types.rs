@@ -108,6 +108,9 @@ impl ApiError {
     pub const NOT_LEADER: &'static str = "not_leader";
     /// No leader is known right now (HTTP 503).
     pub const NO_LEADER: &'static str = "no_leader";
+    /// A write reached the Raft log but its commit could not be confirmed (HTTP 503): it may
+    /// still take effect. Unlike [`ApiError::NO_LEADER`], clients do not send it again blindly.
+    pub const OUTCOME_UNKNOWN: &'static str = "outcome_unknown";
 
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {

@@ -5,10 +5,11 @@
 //! holding openraft's own `Result<Response, RaftError>` for that RPC. Snapshots use openraft's
 //! default chunked `full_snapshot`, one `InstallSnapshot` RPC per chunk.
 //!
-//! Client side errors: a transport failure that means "unreachable or timed out", an unusable
-//! peer address, and a request the peer refused ([`RaftRpcReply::Rejected`]) become
-//! [`RPCError::Unreachable`], so openraft backs off before retrying; other transport and decoding
-//! failures become [`RPCError::Network`].
+//! Client side errors: a peer that cannot be reached (no connection), an unusable peer address,
+//! and a request the peer refused ([`RaftRpcReply::Rejected`]) become [`RPCError::Unreachable`],
+//! so openraft backs off (50 ms doubling to 500 ms) before retrying; a timed-out exchange and
+//! other transport and decoding failures become [`RPCError::Network`], retried with the next
+//! heartbeat.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::{ClusterRaft, TypeConfig};
 use crate::state::NodeId;
 use crate::tls::Subject;
-use crate::transport::{PeerInfo, QuicEndpoint, RequestHandler, ALPN_RAFT};
+use crate::transport::{PeerInfo, QuicEndpoint, RequestHandler, TransportError, ALPN_RAFT};
 
 /// A Raft RPC as sent on the wire (serde_json).
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,7 +58,7 @@ pub enum RaftRpcReply {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct RpcCallError {
-    /// The peer could not be reached or did not answer in time: openraft should back off.
+    /// The peer could not be reached at all (no connection): openraft should back off.
     pub unreachable: bool,
     pub message: String,
 }
@@ -100,7 +101,9 @@ impl RpcTransport for QuicEndpoint {
         self.request(to, ALPN_RAFT, body, timeout)
             .await
             .map_err(|e| RpcCallError {
-                unreachable: e.is_unreachable(),
+                // A timed-out exchange is not a dead peer: openraft retries it with the next
+                // heartbeat or entry instead of backing off (a loaded node answers late).
+                unreachable: matches!(e, TransportError::Unreachable(..)),
                 message: e.to_string(),
             })
     }
@@ -231,6 +234,12 @@ fn deadline(option: &RPCOption) -> Duration {
 }
 
 impl<T: RpcTransport> RaftNetwork<TypeConfig> for RpcNetwork<T> {
+    /// After an unreachable peer: 50 ms, doubling to at most 500 ms (openraft's own is a flat
+    /// 500 ms, longer than the leader's lease: one refused exchange would cost the lease).
+    fn backoff(&self) -> Backoff {
+        Backoff::new((0u32..).map(|i| Duration::from_millis((50u64 << i.min(4)).min(500))))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

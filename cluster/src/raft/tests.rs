@@ -446,7 +446,7 @@ impl RpcTransport for Router {
         tokio::time::timeout(timeout, handler.handle(node_peer(), body))
             .await
             .map_err(|_| RpcCallError {
-                unreachable: true,
+                unreachable: false,
                 message: format!("{to} timed out"),
             })
     }

@@ -269,6 +269,11 @@ impl QuicEndpoint {
         &self.inner.faults
     }
 
+    /// How many connections (either direction) are open with authenticated peers.
+    pub fn live_connections(&self) -> usize {
+        self.inner.live.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
     pub fn set_request_handler(&self, alpn: &'static [u8], handler: Arc<dyn RequestHandler>) {
         if let Ok(mut h) = self.inner.handlers.write() {
             h.insert(alpn, handler);
@@ -325,36 +330,24 @@ impl QuicEndpoint {
         alpn: &'static [u8],
     ) -> Result<quinn::Connection, TransportError> {
         let slot = self.inner.slot((to, alpn));
-        let mut current = slot.lock().await;
+        let mut current = slot.lock_owned().await;
         if let Some(c) = current.as_ref().filter(|c| c.close_reason().is_none()) {
             return Ok(c.clone());
         }
         *current = None;
-        let config = self
-            .inner
-            .client_configs
-            .get(alpn)
-            .cloned()
-            .ok_or_else(|| TransportError::Unreachable(to, "unknown protocol".into()))?;
-        let connecting = self
-            .inner
-            .endpoint
-            .connect_with(config, to, NODE_SAN)
-            .map_err(|e| TransportError::Unreachable(to, e.to_string()))?;
-        let conn = connecting
+        // The handshake runs on its own task, which holds the slot until it ends: a caller that
+        // gives up (its request timed out) does not abort it, so a handshake slower than one
+        // request's deadline (a loaded machine) still gives the next request its connection,
+        // instead of every attempt being cut short the same way.
+        let inner = self.inner.clone();
+        let handshake = tokio::spawn(async move {
+            let conn = handshake(&inner, to, alpn).await?;
+            *current = Some(conn.clone());
+            Ok(conn)
+        });
+        handshake
             .await
-            .map_err(|e| TransportError::Unreachable(to, e.to_string()))?;
-        track_live(&self.inner, &conn);
-        if alpn == ALPN_GOSSIP {
-            // The peer answers on this connection too.
-            let peer = PeerInfo {
-                addr: to,
-                identity: identity_of(&conn),
-            };
-            tokio::spawn(serve_gossip(self.inner.clone(), conn.clone(), peer));
-        }
-        *current = Some(conn.clone());
-        Ok(conn)
+            .map_err(|e| TransportError::Unreachable(to, format!("handshake task ended: {e}")))?
     }
 
     /// After a failed exchange: stops sending on `conn` if it is closed (a new one is made next
@@ -521,6 +514,35 @@ impl Inner {
             Some(_) => {}
         }
     }
+}
+
+/// Opens a new connection to `to` over `alpn`; gossip connections are also served (the peer
+/// answers on them).
+async fn handshake(
+    inner: &Arc<Inner>,
+    to: SocketAddr,
+    alpn: &'static [u8],
+) -> Result<quinn::Connection, TransportError> {
+    let config = inner
+        .client_configs
+        .get(alpn)
+        .cloned()
+        .ok_or_else(|| TransportError::Unreachable(to, "unknown protocol".into()))?;
+    let conn = inner
+        .endpoint
+        .connect_with(config, to, NODE_SAN)
+        .map_err(|e| TransportError::Unreachable(to, e.to_string()))?
+        .await
+        .map_err(|e| TransportError::Unreachable(to, e.to_string()))?;
+    track_live(inner, &conn);
+    if alpn == ALPN_GOSSIP {
+        let peer = PeerInfo {
+            addr: to,
+            identity: identity_of(&conn),
+        };
+        tokio::spawn(serve_gossip(inner.clone(), conn.clone(), peer));
+    }
+    Ok(conn)
 }
 
 fn identity_of(conn: &quinn::Connection) -> Option<PeerIdentity> {

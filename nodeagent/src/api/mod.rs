@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info};
 
-use crate::agent::Node;
+use crate::agent::{Node, ProposeError};
 
 /// The user behind a request: from their client certificate, or from a bearer token
 /// (`Authorization: Bearer skt_ID_SECRET`), which then takes precedence.
@@ -483,12 +483,19 @@ pub(crate) async fn propose(
     cmd: Command,
 ) -> Result<CommandOutcome, Failure> {
     let actor = format!("user:{}", caller_name(caller));
-    node.propose(&actor, cmd).await.map_err(|e| {
-        Failure::new(
+    node.propose(&actor, cmd).await.map_err(|e| match e {
+        // Not proposed, or its entry was overwritten by a new leader: it never takes effect, and
+        // sending it again is safe.
+        ProposeError::NotLeader => Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NO_LEADER,
-            e.to_string(),
-        )
+            "this node lost its leadership before the write was committed; retry in a moment",
+        ),
+        ProposeError::Raft(_) => Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OUTCOME_UNKNOWN,
+            format!("{e}; it may still take effect: look before sending it again"),
+        ),
     })
 }
 

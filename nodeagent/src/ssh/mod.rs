@@ -863,7 +863,8 @@ async fn run_channel(ctx: &Arc<Ctx>, opened: Opened, stop: &mut watch::Receiver<
     let cluster_id = node.cluster_id.clone();
     drop(node);
     let client = match ApiClient::with_token(vec![api.clone()], &ctx.ca_pem, &token.to_string()) {
-        Ok(c) => Arc::new(c),
+        // The cockpit shows "no leader" as it happens and polls again by itself.
+        Ok(c) => Arc::new(c.with_leader_wait(Duration::ZERO)),
         Err(e) => {
             finish(&write, b"", &format!("cannot open the cockpit: {e}"), 1).await;
             return;

@@ -153,7 +153,9 @@ async fn a_round_without_a_leader_is_refused_and_a_dead_endpoint_unreachable() {
             )
         }),
     );
-    let client = ApiClient::new(&pki.credential(vec![node.addr()])).expect("client");
+    let client = ApiClient::new(&pki.credential(vec![node.addr()]))
+        .expect("client")
+        .with_leader_wait(Duration::ZERO);
     match super::refresh::fetch(&client).await {
         super::app::Update::Refused { error, .. } => {
             assert!(error.contains("no leader"), "{error}")
