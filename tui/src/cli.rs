@@ -57,6 +57,12 @@ pub enum Command {
     /// Backups of images and stopped servers, now or daily with retention (`skiff backup ...`).
     #[command(subcommand)]
     Backup(crate::commands::backups::BackupCommand),
+    /// Connections: internal IP, external IP, IP mapping, gateway (`skiff connection ...`).
+    #[command(subcommand)]
+    Connection(crate::commands::connections::ConnectionCommand),
+    /// The internal network and the external address pool (`skiff network ...`).
+    #[command(subcommand)]
+    Network(crate::commands::connections::NetworkCommand),
     /// List, show, cancel and wait for tasks (long operations).
     #[command(subcommand)]
     Task(crate::commands::tasks::TaskCommand),

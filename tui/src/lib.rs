@@ -239,6 +239,8 @@ pub async fn execute(
         // [servers: arms]
         Command::Image(c) => commands::images::run(c, client, out, err).await?,
         Command::Backup(c) => commands::backups::run(c, client, out, err).await?,
+        Command::Connection(c) => commands::connections::run(c, client, out).await?,
+        Command::Network(c) => commands::connections::run_network(c, client, out).await?,
         Command::Task(c) => commands::tasks::run(c, client, out, err).await?,
         // [tasks: arms]
         Command::Completions { shell } => {

@@ -5,6 +5,7 @@
 
 pub mod backups;
 pub mod client;
+pub mod connections;
 pub mod events;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod fake_node;

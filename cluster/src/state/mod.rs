@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 mod audit;
 pub mod backups;
+pub mod connections;
 pub mod images;
 mod nodes;
 pub mod servers;
@@ -19,6 +20,7 @@ pub mod users;
 
 pub use audit::{AuditRecord, AUDIT_KEEP};
 pub use backups::{BackupCommand, BackupRecord, BackupTarget};
+pub use connections::{ConnectionCommand, ConnectionKind, ConnectionRecord, NetworkSettings};
 pub use images::{ImageCommand, ImageOp, ImageRecord};
 pub use nodes::{CaMaterial, JoinTokenRecord, NodeRecord, NodeRole, Revocation};
 pub use servers::{ServerCommand, ServerRecord, ServerSpec};
@@ -90,6 +92,11 @@ pub struct ClusterState {
     /// Daily backups, by target (`image:NAME`, `server:NAME`).
     #[serde(default)]
     pub backup_schedules: BTreeMap<String, backups::BackupSchedule>,
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionRecord>,
+    /// The internal network and the external address pool connections take addresses from.
+    #[serde(default)]
+    pub network: NetworkSettings,
 }
 
 /// A change to the desired state. The leader fills in every time and id before proposing it.
@@ -130,6 +137,7 @@ pub enum Command {
     Task(TaskCommand),
     Image(ImageCommand),
     Backup(BackupCommand),
+    Connection(ConnectionCommand),
 }
 
 /// What applying a command produced.
@@ -206,6 +214,7 @@ impl Command {
             Command::Task(c) => c.describe(),
             Command::Image(c) => c.describe(),
             Command::Backup(c) => c.describe(),
+            Command::Connection(c) => c.describe(),
         }
     }
 }
@@ -362,6 +371,7 @@ impl ClusterState {
             Command::Task(c) => tasks::apply(self, c, actor, at),
             Command::Image(c) => images::apply(self, c, at),
             Command::Backup(c) => backups::apply(self, c, at),
+            Command::Connection(c) => connections::apply(self, c, at),
         }
     }
 

@@ -484,6 +484,7 @@ fn try_apply(
             }
             check_target(state, node, spec)?;
             check_quota(state, owner, None, footprint(spec))?;
+            super::connections::check_nics(state, name, owner, &spec.nics)?;
             state.servers.insert(
                 name.clone(),
                 ServerRecord {

@@ -378,6 +378,17 @@ pub(super) fn apply(
                     format!("{name:?} still owns {owned} server(s); remove them first"),
                 );
             }
+            let conns = state
+                .connections
+                .values()
+                .filter(|c| c.owner == *name)
+                .count();
+            if conns > 0 {
+                return refuse(
+                    RefusalCode::Conflict,
+                    format!("{name:?} still owns {conns} connection(s); remove them first"),
+                );
+            }
             let Some(user) = state.users.remove(name) else {
                 return not_found(name);
             };

@@ -193,6 +193,7 @@ fn router(node: Arc<Node>) -> Router {
         .merge(servers::routes())
         .merge(images::routes())
         .merge(backups::routes())
+        .merge(connections::routes())
         .merge(tasks::routes())
         .route("/api/v1/events", get(events::stream))
         .merge(openapi::routes())
@@ -434,6 +435,7 @@ macro_rules! gate_as {
 }
 
 mod backups;
+mod connections;
 mod events;
 mod images;
 pub(crate) use images::uploading;

@@ -1,6 +1,7 @@
 //! One module per entity for the CLI's subcommands beyond `node` and `cluster`: each has its clap
 //! grammar and how it runs against the API client.
 pub mod backups;
+pub mod connections;
 pub mod images;
 pub mod servers;
 pub mod tasks;

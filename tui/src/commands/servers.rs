@@ -10,7 +10,7 @@ use skiff_cluster::api::servers::{
     CreateServerRequest, ServerActionRequest, ServerView, TaskAccepted,
 };
 use skiff_cluster::api::tasks::{TaskRecord, TaskState, WaitError};
-use skiff_cluster::state::servers::{DiskSpec, PowerState};
+use skiff_cluster::state::servers::{DiskSpec, NicSpec, PowerState};
 
 use crate::cli::OutputFormat;
 use crate::output;
@@ -77,6 +77,10 @@ pub enum ServerCommand {
         /// Restart it elsewhere when its node dies (needs shared storage).
         #[arg(long)]
         ha: bool,
+        /// A network interface on this connection (yours, unused; see `skiff connection`);
+        /// repeat for more interfaces.
+        #[arg(long = "nic", value_name = "CONNECTION")]
+        nics: Vec<String>,
         /// Start it once created.
         #[arg(long)]
         start: bool,
@@ -476,6 +480,7 @@ async fn run_server(
             lock_to_node,
             autostart,
             ha,
+            nics,
             start,
             wait,
             output,
@@ -494,7 +499,12 @@ async fn run_server(
                 memory_mib: memory,
                 vcpus,
                 disks,
-                nics: Vec::new(),
+                nics: nics
+                    .into_iter()
+                    .map(|c| NicSpec {
+                        connection: Some(c),
+                    })
+                    .collect(),
                 boot_order: Vec::new(),
                 autostart,
                 lock_to_node,
