@@ -214,9 +214,27 @@ fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// Sends the request to the leader unless this node runs leader services.
-pub(crate) async fn leader_gate(node: &Node, uri: &Uri) -> Result<Arc<ClusterState>, Response> {
+/// Sends the request to the leader unless this node runs leader services; answers the state the
+/// handler works on.
+///
+/// A read gets a linearizable state (a read-index round with a quorum). A write gets the leader's
+/// applied state as it is: the leader holds its lease (no other node can be leader), and it has
+/// applied every write acknowledged to anyone (openraft answers a write once it is applied, and a
+/// new leader serves only after applying an entry of its own term), so the handler's checks
+/// (permissions, ownership, references) see every acknowledged write; `apply` checks again what
+/// must not race (names, quotas, addresses). That saves a quorum round per write: the write
+/// itself is the round.
+pub(crate) async fn leader_gate(
+    node: &Node,
+    uri: &Uri,
+    writes: bool,
+) -> Result<Arc<ClusterState>, Response> {
     if node.serving_term().is_some() {
+        if writes {
+            if let Some(state) = node.state() {
+                return Ok(state);
+            }
+        }
         if let Some(state) = node.read_state().await {
             return Ok(state);
         }
@@ -409,7 +427,7 @@ pub(crate) fn principal(
 /// role); evaluates to the desired state the handler works on.
 macro_rules! gate {
     ($node:expr, $uri:expr, $caller:expr, $admin:expr) => {{
-        let state = match leader_gate(&$node, &$uri).await {
+        let state = match leader_gate(&$node, &$uri, $caller.writes).await {
             Ok(s) => s,
             Err(resp) => return Ok(resp),
         };
@@ -423,7 +441,7 @@ macro_rules! gate {
 /// [`gate!`] that also answers who the caller is: evaluates to `(state, Principal)`.
 macro_rules! gate_as {
     ($node:expr, $uri:expr, $caller:expr, $admin:expr) => {{
-        let state = match leader_gate(&$node, &$uri).await {
+        let state = match leader_gate(&$node, &$uri, $caller.writes).await {
             Ok(s) => s,
             Err(resp) => return Ok(resp),
         };
