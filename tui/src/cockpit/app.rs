@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use skiff_cluster::api::backups::BackupView;
+use skiff_cluster::api::connections::{ConnectionView, NetworkView};
 use skiff_cluster::api::events::ApiEvent;
 use skiff_cluster::api::images::ImageView;
 use skiff_cluster::api::servers::ServerView;
@@ -41,6 +42,9 @@ pub struct Snapshot {
     pub audit: Option<Vec<AuditRecord>>,
     pub images: Option<Vec<ImageView>>,
     pub backups: Option<Vec<BackupView>>,
+    pub connections: Option<Vec<ConnectionView>>,
+    /// The address plan (describe shows it with each connection).
+    pub network: Option<NetworkView>,
 }
 
 impl Snapshot {
@@ -58,6 +62,8 @@ impl Snapshot {
             audit: None,
             images: None,
             backups: None,
+            connections: None,
+            network: None,
         }
     }
 }
@@ -79,6 +85,12 @@ pub enum Update {
     Refused { endpoint: String, error: String },
     /// The API accepted an operation and started this task.
     OperationStarted { operation: Operation, task_id: u64 },
+    /// The API carried out an immediate operation (no task) on a connection; what it answered
+    /// (for a delete: what was removed).
+    OperationDone {
+        operation: Operation,
+        connection: ConnectionView,
+    },
     /// The API refused an operation (its message).
     OperationFailed { operation: Operation, error: String },
     /// New bytes of the open console.
@@ -128,8 +140,8 @@ pub enum Key {
     Ctrl(char),
 }
 
-/// An operation from the keyboard: on a server (servers view), an image (images view) or a
-/// backup (backups view).
+/// An operation from the keyboard: on a server (servers view), an image (images view), a backup
+/// (backups view) or a connection (connections view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerOp {
     Start,
@@ -152,6 +164,9 @@ pub enum ServerOp {
     DeleteImage,
     RestoreBackup,
     DeleteBackup,
+    ActivateConnection,
+    DeactivateConnection,
+    DeleteConnection,
 }
 
 impl ServerOp {
@@ -178,6 +193,9 @@ impl ServerOp {
             | ServerOp::BackupImage
             | ServerOp::DeleteImage => "image",
             ServerOp::RestoreBackup | ServerOp::DeleteBackup => "backup",
+            ServerOp::ActivateConnection
+            | ServerOp::DeactivateConnection
+            | ServerOp::DeleteConnection => "connection",
             _ => "server",
         }
     }
@@ -187,6 +205,7 @@ impl ServerOp {
         match self.noun() {
             "image" => ViewKind::Images,
             "backup" => ViewKind::Backups,
+            "connection" => ViewKind::Connections,
             _ => ViewKind::Servers,
         }
     }
@@ -211,12 +230,17 @@ impl ServerOp {
             ServerOp::Suspend => "suspend",
             ServerOp::Resume => "resume",
             ServerOp::Move => "move",
-            ServerOp::Delete | ServerOp::DeleteImage | ServerOp::DeleteBackup => "delete",
+            ServerOp::Delete
+            | ServerOp::DeleteImage
+            | ServerOp::DeleteBackup
+            | ServerOp::DeleteConnection => "delete",
             ServerOp::BackupServer | ServerOp::BackupImage => "back up",
             ServerOp::CloneImage => "clone",
             ServerOp::SnapshotImage => "snapshot",
             ServerOp::RevertImage => "revert",
             ServerOp::RestoreBackup => "restore",
+            ServerOp::ActivateConnection => "activate",
+            ServerOp::DeactivateConnection => "deactivate",
         }
     }
 
@@ -231,7 +255,14 @@ impl ServerOp {
                 | ServerOp::DeleteImage
                 | ServerOp::RestoreBackup
                 | ServerOp::DeleteBackup
+                | ServerOp::DeleteConnection
         )
+    }
+
+    /// Whether the API carries it out at once and answers the result ([`Update::OperationDone`])
+    /// instead of starting a task: connection writes.
+    pub fn is_immediate(self) -> bool {
+        self.noun() == "connection"
     }
 
     /// The operation `action` asks for on `view`'s selected row.
@@ -245,6 +276,11 @@ impl ServerOp {
             (ViewKind::Images, Action::Delete) => return Some(ServerOp::DeleteImage),
             (ViewKind::Backups, Action::Restore) => return Some(ServerOp::RestoreBackup),
             (ViewKind::Backups, Action::Delete) => return Some(ServerOp::DeleteBackup),
+            (ViewKind::Connections, Action::Start) => return Some(ServerOp::ActivateConnection),
+            (ViewKind::Connections, Action::Shutdown) => {
+                return Some(ServerOp::DeactivateConnection)
+            }
+            (ViewKind::Connections, Action::Delete) => return Some(ServerOp::DeleteConnection),
             (ViewKind::Servers, _) => {}
             _ => return None,
         }
@@ -266,7 +302,7 @@ impl ServerOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     pub op: ServerOp,
-    /// What it acts on: the server's or image's name, or the backup's id.
+    /// What it acts on: the server's, image's or connection's name, or the backup's id.
     pub server: String,
     /// `move`: the destination node (`None` lets the scheduler choose); clone: the new image;
     /// snapshot, revert: the snapshot.
@@ -451,6 +487,10 @@ pub struct App {
     pub images: Vec<ImageView>,
     /// Sorted by id (oldest first).
     pub backups: Vec<BackupView>,
+    /// Sorted by name.
+    pub connections: Vec<ConnectionView>,
+    /// The address plan, once the API answered it.
+    pub network: Option<NetworkView>,
     /// What the reconciler last heard from each compute node.
     pub node_reports: Vec<NodeActual>,
     pub history: BTreeMap<String, NodeHistory>,
@@ -494,6 +534,8 @@ impl App {
             pools: Vec::new(),
             images: Vec::new(),
             backups: Vec::new(),
+            connections: Vec::new(),
+            network: None,
             node_reports: Vec::new(),
             history: BTreeMap::new(),
             stack: vec![Screen::Overview],
@@ -580,6 +622,12 @@ impl App {
         self.servers.get(ls.selected_index()?)
     }
 
+    /// The selected connection of the connections view.
+    pub fn selected_connection(&self) -> Option<&ConnectionView> {
+        let ls = self.list().filter(|ls| ls.view == ViewKind::Connections)?;
+        self.connections.get(ls.selected_index()?)
+    }
+
     /// Whether the data shown comes from an earlier answer than the last attempt.
     pub fn is_stale(&self) -> bool {
         matches!(self.link, Link::Unreachable { .. } | Link::Refused { .. })
@@ -664,6 +712,10 @@ impl App {
                 // The status line now follows the task.
                 self.status = None;
             }
+            Update::OperationDone {
+                operation,
+                connection,
+            } => self.connection_changed(&operation, connection),
             Update::OperationFailed { operation, error } => self.notice(
                 Level::Error,
                 format!(
@@ -731,6 +783,13 @@ impl App {
             backups.sort_by_key(|b| b.id);
             self.backups = backups;
         }
+        if let Some(mut connections) = s.connections {
+            connections.sort_by(|a, b| a.name.cmp(&b.name));
+            self.connections = connections;
+        }
+        if s.network.is_some() {
+            self.network = s.network;
+        }
         if let Some(actual) = &s.actual {
             self.node_reports = actual.nodes.clone();
         }
@@ -742,6 +801,33 @@ impl App {
             self.set_servers(views, Some(actual));
         }
         self.refreshes += 1;
+    }
+
+    /// An immediate operation's answer: the status line says it is done and the list shows the
+    /// connection as the API answered it (the next full round confirms it).
+    fn connection_changed(&mut self, operation: &Operation, connection: ConnectionView) {
+        let now = if operation.op == ServerOp::DeleteConnection {
+            "removed"
+        } else if connection.active {
+            "now active"
+        } else {
+            "now inactive"
+        };
+        self.notice(
+            Level::Info,
+            format!("{} {}: done, {now}", operation.op.verb(), operation.server),
+        );
+        let at = self
+            .connections
+            .binary_search_by(|c| c.name.as_str().cmp(&connection.name));
+        match (at, operation.op) {
+            (Ok(i), ServerOp::DeleteConnection) => {
+                self.connections.remove(i);
+            }
+            (Err(_), ServerOp::DeleteConnection) => {}
+            (Ok(i), _) => self.connections[i] = connection,
+            (Err(i), _) => self.connections.insert(i, connection),
+        }
     }
 
     fn set_nodes(&mut self, mut nodes: Vec<NodeView>) {
@@ -948,6 +1034,9 @@ impl App {
                         let noun = match op {
                             Action::Clone | Action::Snapshot | Action::Revert => "an image",
                             Action::Restore => "a backup",
+                            Action::Start | Action::Shutdown => "a server or a connection",
+                            Action::Delete => "a server, image, backup or connection",
+                            Action::Backup => "a server or an image",
                             _ => "a server",
                         };
                         self.notice(Level::Warn, format!("select {noun} first for that"));
@@ -1177,6 +1266,17 @@ impl App {
             );
             return;
         };
+        if let Some(c) = self.selected_connection() {
+            let already = match op {
+                ServerOp::ActivateConnection if c.active => Some("active"),
+                ServerOp::DeactivateConnection if !c.active => Some("inactive"),
+                _ => None,
+            };
+            if let Some(state) = already {
+                self.notice(Level::Info, format!("{server} is already {state}"));
+                return;
+            }
+        }
         if op.argument().is_some() {
             self.mode = Mode::Argument {
                 op,
@@ -1391,6 +1491,7 @@ fn touches(update: &Update, view: Option<ViewKind>) -> bool {
         Update::Event(ApiEvent::Task { .. }) => matches!(view, ViewKind::Tasks | ViewKind::Events),
         Update::Event(ApiEvent::Nodes { .. }) => matches!(view, ViewKind::Nodes | ViewKind::Pools),
         Update::Event(ApiEvent::Servers { .. }) => view == ViewKind::Servers,
+        Update::OperationDone { .. } => view == ViewKind::Connections,
         Update::Event(ApiEvent::State { .. }) => matches!(view, ViewKind::Events | ViewKind::Audit),
         Update::Event(ApiEvent::Lagged)
         | Update::Streaming { .. }

@@ -38,6 +38,7 @@ pub const COMMANDS: &[(&str, Command)] = &[
     ("bk", Command::View(ViewKind::Backups)),
     ("connections", Command::View(ViewKind::Connections)),
     ("conn", Command::View(ViewKind::Connections)),
+    ("cn", Command::View(ViewKind::Connections)),
     ("stacks", Command::View(ViewKind::Stacks)),
     ("stack", Command::View(ViewKind::Stacks)),
     ("help", Command::Help),
@@ -111,7 +112,9 @@ mod tests {
             ("img", ViewKind::Images),
             ("pool", ViewKind::Pools),
             ("bk", ViewKind::Backups),
+            ("connections", ViewKind::Connections),
             ("conn", ViewKind::Connections),
+            ("cn", ViewKind::Connections),
             ("stack", ViewKind::Stacks),
             ("user", ViewKind::Users),
         ] {
@@ -135,6 +138,10 @@ mod tests {
         assert_eq!(complete("st"), "stack");
         assert_eq!(complete("zz"), "zz");
         assert_eq!(complete("n"), "no");
+        assert_eq!(complete("con"), "conn");
+        assert_eq!(complete("conne"), "connections");
+        assert_eq!(complete("c"), "c");
+        assert_eq!(candidates("c"), ["connections", "conn", "cn"]);
         assert_eq!(
             candidates("s"),
             ["servers", "server", "srv", "stacks", "stack"]

@@ -215,6 +215,51 @@ pub fn backups() -> Vec<skiff_cluster::api::backups::BackupView> {
     ]
 }
 
+/// Connections of every kind: active and not, used by a server and not, an IP mapping with
+/// ports and one with all of them.
+pub fn connections() -> Vec<skiff_cluster::api::connections::ConnectionView> {
+    use skiff_cluster::state::ConnectionKind;
+    let connection = |name: &str, kind: ConnectionKind, n: u8, external: Option<u8>| {
+        skiff_cluster::api::connections::ConnectionView {
+            name: name.into(),
+            owner: "alice".into(),
+            kind,
+            internal_ip: std::net::Ipv4Addr::new(10, 47, 0, n),
+            external_ip: external.map(|e| std::net::Ipv4Addr::new(203, 0, 113, e)),
+            ports: Vec::new(),
+            active: true,
+            server: None,
+            created_at: 1_700_000_000 + u64::from(n) * 3_600,
+        }
+    };
+    let mut web_ip = connection("web-ip", ConnectionKind::ExternalIp, 2, Some(10));
+    web_ip.server = Some("web-1".into());
+    let mut web_http = connection("web-http", ConnectionKind::IpMapping, 3, Some(11));
+    web_http.ports = vec![443, 80];
+    web_http.server = Some("web-2".into());
+    let mut db_lan = connection("db-lan", ConnectionKind::InternalIp, 4, None);
+    db_lan.server = Some("db-1".into());
+    let mut batch_out = connection("batch-out", ConnectionKind::Gateway, 5, None);
+    batch_out.active = false;
+    batch_out.owner = "bob".into();
+    let mut ssh_all = connection("ssh-all", ConnectionKind::IpMapping, 6, Some(12));
+    ssh_all.active = false;
+    ssh_all.owner = "admin".into();
+    vec![web_ip, web_http, db_lan, batch_out, ssh_all]
+}
+
+/// The address plan that goes with [`connections`].
+pub fn network() -> skiff_cluster::api::connections::NetworkView {
+    skiff_cluster::api::connections::NetworkView {
+        internal_cidr: "10.47.0.0/16".into(),
+        internal_gateway: std::net::Ipv4Addr::new(10, 47, 0, 1),
+        internal_used: 5,
+        external_pool: vec!["203.0.113.10-203.0.113.20".into()],
+        external_total: 11,
+        external_used: 3,
+    }
+}
+
 /// A full round as an admin would get it.
 pub fn snapshot() -> Update {
     let (views, actual) = servers();
@@ -230,6 +275,8 @@ pub fn snapshot() -> Update {
     s.audit = Some(audit());
     s.images = Some(images());
     s.backups = Some(backups());
+    s.connections = Some(connections());
+    s.network = Some(network());
     Update::Snapshot(Box::new(s))
 }
 

@@ -21,7 +21,7 @@ use super::app::Key;
 pub enum Group {
     General,
     Navigation,
-    /// Operations on the selected server, image or backup (refused when read-only).
+    /// Operations on the selected server, image, backup or connection (refused when read-only).
     Servers,
     /// Only while the console pane is open.
     Console,
@@ -33,7 +33,7 @@ impl Group {
         match self {
             Group::General => "General",
             Group::Navigation => "Navigation",
-            Group::Servers => "Operations (servers, images, backups views; not when read-only)",
+            Group::Servers => "Operations (servers, images, backups, connections; not read-only)",
             Group::Console => "Console pane",
         }
     }
@@ -193,14 +193,14 @@ pub const ACTIONS: &[(Action, &str, Group, &str, &[&str])] = &[
         Action::Start,
         "start",
         Group::Servers,
-        "start (asks y/n)",
+        "start a server, activate a connection (asks y/n)",
         &["s"],
     ),
     (
         Action::Shutdown,
         "shutdown",
         Group::Servers,
-        "shut down gracefully (asks y/n)",
+        "shut down gracefully, deactivate a connection (asks y/n)",
         &["h"],
     ),
     (
@@ -242,7 +242,7 @@ pub const ACTIONS: &[(Action, &str, Group, &str, &[&str])] = &[
         Action::Delete,
         "delete",
         Group::Servers,
-        "delete a server, image or backup (type the name or id)",
+        "delete (type the name; a backup: its id)",
         &["X"],
     ),
     (
@@ -297,10 +297,7 @@ pub const ACTIONS: &[(Action, &str, Group, &str, &[&str])] = &[
 ];
 
 /// Operations the cluster's API does not serve yet: listed in the help, bound to nothing.
-pub const UNAVAILABLE: &[(&str, &str)] = &[(
-    "connections, stacks",
-    "no API yet (networking and stacks issues)",
-)];
+pub const UNAVAILABLE: &[(&str, &str)] = &[("stacks", "no API yet (stacks issue)")];
 
 /// The bindings in force.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,8 @@
 //!   round, and so do `lagged`, a reconnect and the operator's `r`. When the stream ends (the
 //!   leader changed or went away) the link shows "reconnecting" and the stream is opened again
 //!   with backoff; the client follows the new leader by itself.
-//! - [`operate`]: one server operation.
+//! - [`operate`]: one operation (a task for servers, images and backups; an immediate answer for
+//!   connections).
 //! - [`console_task`]: a server's console while its pane is open.
 
 use std::sync::Arc;
@@ -39,7 +40,9 @@ pub const AUDIT_LIMIT: usize = 200;
 pub const CONSOLE_READ_ONLY: &str = "read-only console";
 
 /// One full round: cluster and nodes first (without them nothing is shown), then servers, the
-/// reconciler's view, tasks and `whoami`, then users and audit for admins, each set concurrently.
+/// reconciler's view, tasks, `whoami`, images, backups, connections and the address plan, then
+/// users and audit for admins, each set concurrently. A list the API refuses (or a leader too old
+/// to serve it) stays `None`, so the previous copy is kept.
 pub async fn fetch(client: &ApiClient) -> Update {
     let (cluster, nodes) = tokio::join!(client.cluster(), client.nodes());
     let endpoint = client.current_endpoint();
@@ -47,13 +50,15 @@ pub async fn fetch(client: &ApiClient) -> Update {
         (Ok(cluster), Ok(nodes)) => (cluster, nodes),
         (Err(e), _) | (_, Err(e)) => return failure(endpoint, &e),
     };
-    let (servers, actual, tasks, me, images, backups) = tokio::join!(
+    let (servers, actual, tasks, me, images, backups, connections, network) = tokio::join!(
         client.servers(),
         client.actual(),
         client.tasks(),
         client.whoami(),
         client.images(),
-        client.backups()
+        client.backups(),
+        client.connections(),
+        client.network()
     );
     let admin = me.as_ref().is_ok_and(|m| m.role == UserRole::Admin);
     let (users, audit) = if admin {
@@ -69,6 +74,8 @@ pub async fn fetch(client: &ApiClient) -> Update {
     snapshot.me = me.ok();
     snapshot.images = images.ok();
     snapshot.backups = backups.ok();
+    snapshot.connections = connections.ok();
+    snapshot.network = network.ok();
     snapshot.users = users;
     snapshot.audit = audit;
     Update::Snapshot(Box::new(snapshot))
@@ -193,8 +200,30 @@ async fn follow(
     }
 }
 
-/// Sends one operation to the API: the answer is the started task, or the API's error.
+/// Sends one operation to the API: the answer is the started task, the result of an immediate
+/// operation (connections), or the API's error.
 pub async fn operate(client: &ApiClient, operation: Operation) -> Update {
+    let name = operation.server.as_str();
+    let done = match operation.op {
+        ServerOp::ActivateConnection => client.set_connection_active(name, true).await,
+        ServerOp::DeactivateConnection => client.set_connection_active(name, false).await,
+        ServerOp::DeleteConnection => client.remove_connection(name).await,
+        _ => return start_task(client, operation).await,
+    };
+    match done {
+        Ok(connection) => Update::OperationDone {
+            operation,
+            connection,
+        },
+        Err(e) => Update::OperationFailed {
+            operation,
+            error: e.to_string(),
+        },
+    }
+}
+
+/// An operation that runs as a task: the answer is the started task, or the API's error.
+async fn start_task(client: &ApiClient, operation: Operation) -> Update {
     use skiff_cluster::api::backups::BackupTargetRequest;
     use skiff_cluster::api::images::ImageActionRequest;
     use skiff_cluster::api::servers::TaskAccepted;

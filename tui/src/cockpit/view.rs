@@ -278,13 +278,20 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
             (keys(Action::Quit), "quit"),
         ],
     };
-    if matches!(app.mode, Mode::Normal)
-        && app.selected_server().is_some()
-        && app.operations_refused().is_none()
-    {
-        hints.insert(4, (keys(Action::Start), "start"));
-        hints.insert(5, (keys(Action::Shutdown), "shutdown"));
-        hints.insert(6, (keys(Action::Console), "console"));
+    if matches!(app.mode, Mode::Normal) && app.operations_refused().is_none() {
+        if app.selected_server().is_some() {
+            hints.insert(4, (keys(Action::Start), "start"));
+            hints.insert(5, (keys(Action::Shutdown), "shutdown"));
+            hints.insert(6, (keys(Action::Console), "console"));
+        } else if let Some(c) = app.selected_connection() {
+            let toggle = if c.active {
+                (keys(Action::Shutdown), "deactivate")
+            } else {
+                (keys(Action::Start), "activate")
+            };
+            hints.insert(4, toggle);
+            hints.insert(5, (keys(Action::Delete), "delete"));
+        }
     }
     let mut spans = vec![Span::raw(" ")];
     let mut used = 1;
@@ -337,6 +344,7 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
             ServerOp::Delete => "This removes the server and its disks. It cannot be undone.",
             ServerOp::DeleteImage => "This removes the image. It cannot be undone.",
             ServerOp::DeleteBackup => "This removes the backup's copies. It cannot be undone.",
+            ServerOp::DeleteConnection => "Its addresses go back to the pool. It cannot be undone.",
             ServerOp::RevertImage => "What was written since the snapshot is lost.",
             ServerOp::RestoreBackup => {
                 "The image, or the server's disks, become the backup's copies."
@@ -344,6 +352,12 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
             _ => "This cuts the power: the guest loses what it did not write to disk.",
         };
         lines.push(Line::styled(warning, theme.bad));
+        if let Some(server) = used_by(app, op) {
+            lines.push(Line::styled(
+                format!("Server {server} uses it: the cluster refuses until it is detached."),
+                theme.warn,
+            ));
+        }
         lines.push(Line::from(vec![
             Span::raw(if op.op.noun() == "backup" {
                 "Type the backup's id to confirm: ".to_owned()
@@ -358,12 +372,21 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
         }
         lines.push(Line::styled("Enter confirms · Esc cancels", theme.label));
     } else {
+        if op.op == ServerOp::DeactivateConnection {
+            lines.push(Line::styled(
+                "Its traffic stops; the addresses stay reserved for it.",
+                theme.warn,
+            ));
+        }
         lines.push(Line::from(vec![
             Span::styled("y", theme.accent),
             Span::raw(" confirms · any other key cancels"),
         ]));
     }
-    let height = lines.len() as u16 + 2;
+    // Long lines (a long name, an error) wrap: the dialog grows so the prompt stays in view.
+    let inner = usize::from(64.min(area.width).saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let height = u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(2);
     let rect = popup(area, 64, height);
     frame.render_widget(Clear, rect);
     frame.render_widget(
@@ -379,6 +402,17 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
         ),
         rect,
     );
+}
+
+/// The server whose interface uses the connection a delete names.
+fn used_by<'a>(app: &'a App, op: &super::app::Operation) -> Option<&'a str> {
+    if op.op != ServerOp::DeleteConnection {
+        return None;
+    }
+    app.connections
+        .iter()
+        .find(|c| c.name == op.server)
+        .and_then(|c| c.server.as_deref())
 }
 
 fn render_move(app: &App, server: &str, input: &str, frame: &mut Frame, area: Rect) {

@@ -64,7 +64,22 @@ fn first_snapshot_fills_every_view() {
     assert_eq!(app.users.len(), 2);
     assert_eq!(app.tasks.len(), 3);
     assert_eq!(app.audit.len(), 1);
+    let names: Vec<_> = app.connections.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["batch-out", "db-lan", "ssh-all", "web-http", "web-ip"]
+    );
+    assert!(app.network.is_some());
     assert_eq!(app.history["node-1"].memory.len(), 1);
+}
+
+#[test]
+fn a_round_without_connections_keeps_the_previous_copy() {
+    let mut app = live_app();
+    let s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    app.apply(Update::Snapshot(Box::new(s)));
+    assert_eq!(app.connections.len(), 5);
+    assert!(app.network.is_some());
 }
 
 #[test]
@@ -91,13 +106,16 @@ fn command_mode_switches_views() {
         ("pool", ViewKind::Pools),
         ("img", ViewKind::Images),
         ("bk", ViewKind::Backups),
+        ("connections", ViewKind::Connections),
+        ("conn", ViewKind::Connections),
+        ("cn", ViewKind::Connections),
     ] {
         assert_eq!(command(&mut app, line), Effect::Redraw);
         assert_eq!(app.list().map(|ls| ls.view), Some(view), "{line}");
         assert_eq!(app.stack.len(), 1);
     }
-    command(&mut app, "conn");
-    assert_eq!(app.screen(), &Screen::Unavailable(ViewKind::Connections));
+    command(&mut app, "stack");
+    assert_eq!(app.screen(), &Screen::Unavailable(ViewKind::Stacks));
     command(&mut app, "ov");
     assert_eq!(app.screen(), &Screen::Overview);
     command(&mut app, "nope");
@@ -824,4 +842,254 @@ fn image_and_backup_operations_ask_then_confirm() {
     command(&mut ro, "img");
     ro.handle_key(Key::Char('C'));
     assert_eq!(ro.mode, Mode::Normal);
+}
+
+fn connections_app() -> App {
+    let mut app = live_app();
+    command(&mut app, "cn");
+    app
+}
+
+#[test]
+fn connections_list_filter_sort_and_describe() {
+    let mut app = connections_app();
+    assert_eq!(
+        shown(&app),
+        ["batch-out", "db-lan", "ssh-all", "web-http", "web-ip"]
+    );
+    // The filter sees every column: kinds, addresses, ports, state, server.
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "ip mapping");
+    assert_eq!(shown(&app), ["ssh-all", "web-http"]);
+    app.handle_key(Key::Esc);
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "203.0.113.1");
+    assert_eq!(shown(&app), ["ssh-all", "web-http", "web-ip"]);
+    app.handle_key(Key::Esc);
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "inactive");
+    assert_eq!(shown(&app), ["batch-out", "ssh-all"]);
+    app.handle_key(Key::Esc);
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "web-1");
+    assert_eq!(shown(&app), ["web-ip"]);
+    app.handle_key(Key::Enter);
+    app.handle_key(Key::Esc);
+    assert_eq!(shown(&app).len(), 5);
+    assert_eq!(selected(&app).as_deref(), Some("web-ip"));
+    app.handle_key(Key::Char('g'));
+    // Every column sorts; the selection follows its object.
+    for (col, want) in [
+        (1, ["db-lan", "web-ip", "ssh-all", "web-http", "batch-out"]),
+        (2, ["web-ip", "web-http", "db-lan", "batch-out", "ssh-all"]),
+        (3, ["batch-out", "db-lan", "web-ip", "web-http", "ssh-all"]),
+        (4, ["batch-out", "db-lan", "web-http", "ssh-all", "web-ip"]),
+        (5, ["batch-out", "ssh-all", "db-lan", "web-http", "web-ip"]),
+        (6, ["batch-out", "ssh-all", "db-lan", "web-ip", "web-http"]),
+        (7, ["ssh-all", "db-lan", "web-http", "web-ip", "batch-out"]),
+    ] {
+        app.handle_key(Key::Char('o'));
+        assert_eq!(app.list().map(|ls| ls.sort_col), Some(col));
+        assert_eq!(shown(&app), want, "column {col}");
+        assert_eq!(selected(&app).as_deref(), Some("batch-out"));
+    }
+    app.handle_key(Key::Char('o'));
+    assert_eq!(app.list().map(|ls| ls.sort_col), Some(0));
+    // d and Enter describe it in full.
+    app.handle_key(Key::Char('d'));
+    assert!(matches!(
+        app.screen(),
+        Screen::Describe { view: ViewKind::Connections, key, .. } if key == "batch-out"
+    ));
+    let object = crate::cockpit::views::describe::object(&app, ViewKind::Connections, "batch-out")
+        .expect("described");
+    for field in [
+        "name",
+        "owner",
+        "kind",
+        "internal_ip",
+        "external_ip",
+        "ports",
+        "active",
+        "server",
+        "created_at",
+        "created",
+        "address_plan",
+    ] {
+        assert!(object.get(field).is_some(), "{field} missing: {object}");
+    }
+    assert_eq!(object["kind"], "gateway");
+    assert_eq!(object["created"], "2023-11-15 03:13:20 UTC");
+    app.handle_key(Key::Esc);
+    app.handle_key(Key::Enter);
+    assert!(matches!(app.screen(), Screen::Describe { .. }));
+}
+
+#[test]
+fn connections_activate_and_deactivate_ask_y() {
+    let mut app = connections_app();
+    // batch-out is inactive: s activates, h says it already is inactive.
+    assert_eq!(app.handle_key(Key::Char('h')), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some("batch-out is already inactive")
+    );
+    app.handle_key(Key::Char('s'));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm(c) if c.operation.op == ServerOp::ActivateConnection
+    ));
+    assert_eq!(
+        app.handle_key(Key::Char('y')),
+        Effect::Operate(Operation {
+            op: ServerOp::ActivateConnection,
+            server: "batch-out".into(),
+            to: None
+        })
+    );
+    // db-lan is active: h deactivates; any other key cancels.
+    app.handle_key(Key::Char('j'));
+    app.handle_key(Key::Char('s'));
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some("db-lan is already active")
+    );
+    app.handle_key(Key::Char('h'));
+    assert_eq!(app.handle_key(Key::Char('n')), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+    app.handle_key(Key::Char('h'));
+    assert_eq!(
+        app.handle_key(Key::Char('y')),
+        Effect::Operate(Operation {
+            op: ServerOp::DeactivateConnection,
+            server: "db-lan".into(),
+            to: None
+        })
+    );
+    assert!(ServerOp::DeactivateConnection.is_immediate());
+    assert!(!ServerOp::Start.is_immediate());
+    // Server-only keys on a connection only say what to select.
+    app.handle_key(Key::Char('K'));
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Warn));
+}
+
+#[test]
+fn deleting_a_connection_needs_its_name() {
+    let mut app = connections_app();
+    app.handle_key(Key::Char('G')); // web-ip
+    app.handle_key(Key::Char('X'));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm(c) if c.operation.op == ServerOp::DeleteConnection
+    ));
+    // y is not enough, a wrong name is refused and cleared.
+    assert_eq!(app.handle_key(Key::Char('y')), Effect::Redraw);
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    app.handle_key(Key::Backspace);
+    typed(&mut app, "web-http");
+    assert_eq!(app.handle_key(Key::Enter), Effect::Redraw);
+    let Mode::Confirm(c) = &app.mode else {
+        panic!("the dialog closed on a wrong name");
+    };
+    assert!(c
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("type web-ip")));
+    assert!(c.typed.is_empty());
+    typed(&mut app, "web-ip");
+    assert_eq!(
+        app.handle_key(Key::Enter),
+        Effect::Operate(Operation {
+            op: ServerOp::DeleteConnection,
+            server: "web-ip".into(),
+            to: None
+        })
+    );
+    // Esc cancels.
+    app.handle_key(Key::Char('X'));
+    typed(&mut app, "web-ip");
+    assert_eq!(app.handle_key(Key::Esc), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn read_only_refuses_connection_operations() {
+    let mut app = connections_app().read_only(true);
+    for key in ['s', 'h', 'X'] {
+        assert_eq!(app.handle_key(Key::Char(key)), Effect::Redraw);
+        assert_eq!(app.mode, Mode::Normal, "{key}");
+        assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Error));
+    }
+    // The read-only role too, even with the dialog already open.
+    let mut app = connections_app();
+    app.handle_key(Key::Char('X'));
+    let mut s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    s.me = Some(user("admin", UserRole::ReadOnly));
+    app.apply(Update::Snapshot(Box::new(s)));
+    typed(&mut app, "batch-out");
+    assert_eq!(app.handle_key(Key::Enter), Effect::Redraw);
+    assert!(app
+        .status
+        .as_ref()
+        .is_some_and(|s| s.text.contains("read-only role")));
+    assert_eq!(app.handle_key(Key::Char('s')), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn immediate_results_update_the_list_and_the_status_line() {
+    let mut app = connections_app();
+    let activate = Operation {
+        op: ServerOp::ActivateConnection,
+        server: "batch-out".into(),
+        to: None,
+    };
+    let mut batch_out = app.connections[0].clone();
+    batch_out.active = true;
+    app.apply(Update::OperationDone {
+        operation: activate.clone(),
+        connection: batch_out,
+    });
+    assert_eq!(
+        app.status,
+        Some(Status {
+            level: Level::Info,
+            text: "activate batch-out: done, now active".into()
+        })
+    );
+    assert!(app.connections[0].active);
+    assert!(app.tracked.is_empty(), "no task to follow");
+    // A delete removes the row; the selection moves to the row where it was.
+    let removed = app.connections[0].clone();
+    app.apply(Update::OperationDone {
+        operation: Operation {
+            op: ServerOp::DeleteConnection,
+            ..activate.clone()
+        },
+        connection: removed,
+    });
+    assert_eq!(shown(&app), ["db-lan", "ssh-all", "web-http", "web-ip"]);
+    assert_eq!(selected(&app).as_deref(), Some("db-lan"));
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some("delete batch-out: done, removed")
+    );
+    app.apply(Update::OperationFailed {
+        operation: Operation {
+            op: ServerOp::DeleteConnection,
+            server: "web-ip".into(),
+            to: None,
+        },
+        error: "connection web-ip is in use by server web-1".into(),
+    });
+    assert_eq!(
+        app.status,
+        Some(Status {
+            level: Level::Error,
+            text: "delete web-ip failed: connection web-ip is in use by server web-1".into()
+        })
+    );
+    assert_eq!(shown(&app).len(), 4);
 }

@@ -6,11 +6,13 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 use serde_json::Value;
 
-use super::{find, ViewKind};
+use super::{connections, find, ViewKind};
 use crate::cockpit::app::App;
 use crate::cockpit::theme::Theme;
+use crate::output::format_unix_utc;
 
-/// The object of `view` with `key`, as JSON (what the API said, merged for servers).
+/// The object of `view` with `key`, as JSON (what the API said, merged for servers; connections
+/// also get their creation time in words and the cluster's address plan).
 pub fn object(app: &App, view: ViewKind, key: &str) -> Option<Value> {
     let i = find(app, view, key)?;
     let value = match view {
@@ -23,6 +25,19 @@ pub fn object(app: &App, view: ViewKind, key: &str) -> Option<Value> {
         ViewKind::Pools => serde_json::to_value(app.pools.get(i)?),
         ViewKind::Images => serde_json::to_value(app.images.get(i)?),
         ViewKind::Backups => serde_json::to_value(app.backups.get(i)?),
+        ViewKind::Connections => {
+            let c = app.connections.get(i)?;
+            let mut value = serde_json::to_value(c).ok()?;
+            if let Value::Object(map) = &mut value {
+                map.insert("created".into(), format_unix_utc(c.created_at).into());
+                if let Some(n) = &app.network {
+                    let (internal, external) = connections::address_plan(n);
+                    let plan = serde_json::json!({ "internal": internal, "external": external });
+                    map.insert("address_plan".into(), plan);
+                }
+            }
+            Ok(value)
+        }
         _ => return None,
     };
     value.ok()

@@ -5,6 +5,7 @@
 //! [`table::render`] formats only the rows that fit on the screen.
 
 pub mod backups;
+pub mod connections;
 pub mod console;
 pub mod describe;
 pub mod events;
@@ -65,11 +66,15 @@ impl ViewKind {
 /// Why a view shows nothing: the API has no such resource yet.
 pub fn unavailable_reason(view: ViewKind) -> Option<&'static str> {
     match view {
-        ViewKind::Connections | ViewKind::Stacks => {
-            Some("not served by this cluster's API yet (issue 3/4)")
-        }
+        ViewKind::Stacks => Some("not served by this cluster's API yet (stacks issue)"),
         _ => None,
     }
+}
+
+/// Whether cells cut short on a narrow terminal end in `…`: views whose cells would read as
+/// something else when cut (a cut address is another address, a cut port list other ports).
+pub fn marks_cuts(view: ViewKind) -> bool {
+    view == ViewKind::Connections
 }
 
 /// One column of a list.
@@ -124,6 +129,7 @@ pub fn columns(view: ViewKind) -> &'static [Column] {
         ViewKind::Pools => pools::COLUMNS,
         ViewKind::Images => images::COLUMNS,
         ViewKind::Backups => backups::COLUMNS,
+        ViewKind::Connections => connections::COLUMNS,
         _ => &[],
     }
 }
@@ -140,6 +146,7 @@ pub fn len(app: &App, view: ViewKind) -> usize {
         ViewKind::Pools => app.pools.len(),
         ViewKind::Images => app.images.len(),
         ViewKind::Backups => app.backups.len(),
+        ViewKind::Connections => app.connections.len(),
         _ => 0,
     }
 }
@@ -156,6 +163,7 @@ pub fn key(app: &App, view: ViewKind, i: usize) -> Option<String> {
         ViewKind::Pools => app.pools.get(i)?.key(),
         ViewKind::Images => app.images.get(i)?.name.clone(),
         ViewKind::Backups => app.backups.get(i)?.id.to_string(),
+        ViewKind::Connections => app.connections.get(i)?.name.clone(),
         _ => return None,
     })
 }
@@ -166,6 +174,7 @@ pub fn has_key(app: &App, view: ViewKind, i: usize, wanted: &str) -> bool {
         ViewKind::Nodes => app.nodes.get(i).is_some_and(|n| n.name == wanted),
         ViewKind::Servers => app.servers.get(i).is_some_and(|s| s.view.name == wanted),
         ViewKind::Users => app.users.get(i).is_some_and(|u| u.name == wanted),
+        ViewKind::Connections => app.connections.get(i).is_some_and(|c| c.name == wanted),
         _ => key(app, view, i).as_deref() == Some(wanted),
     }
 }
@@ -187,6 +196,7 @@ pub fn cells(app: &App, view: ViewKind, i: usize, theme: &Theme) -> Vec<Line<'st
         ViewKind::Pools => app.pools.get(i).map(|p| pools::cells(p, theme)),
         ViewKind::Images => app.images.get(i).map(|im| images::cells(im, theme)),
         ViewKind::Backups => app.backups.get(i).map(|b| backups::cells(b, theme)),
+        ViewKind::Connections => app.connections.get(i).map(|c| connections::cells(c, theme)),
         _ => None,
     };
     cells.unwrap_or_default()
@@ -203,6 +213,10 @@ fn sort_key(app: &App, view: ViewKind, i: usize, col: usize) -> SortKey {
         ViewKind::Pools => app.pools.get(i).map(|p| pools::sort_key(p, col)),
         ViewKind::Images => app.images.get(i).map(|im| images::sort_key(im, col)),
         ViewKind::Backups => app.backups.get(i).map(|b| backups::sort_key(b, col)),
+        ViewKind::Connections => app
+            .connections
+            .get(i)
+            .map(|c| connections::sort_key(c, col)),
         _ => None,
     };
     key.unwrap_or(SortKey::Num(-1))

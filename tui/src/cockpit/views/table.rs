@@ -1,12 +1,12 @@
 //! Drawing of list views: only the rows that fit are formatted, whatever the list's length.
 
-use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-use super::{cells, columns};
+use super::{cells, columns, marks_cuts};
 use crate::cockpit::app::{App, Link, ListState};
 use crate::cockpit::theme::Theme;
 
@@ -33,6 +33,62 @@ pub fn level_style(pct: u64, theme: &Theme) -> Style {
         70..=89 => theme.warn,
         _ => theme.bad,
     }
+}
+
+/// `line` cut to `width` cells, ending in `…` when something was cut, so that a shortened name,
+/// address or port list never passes for a whole one.
+pub fn fit(line: Line<'static>, width: usize) -> Line<'static> {
+    if line.width() <= width {
+        return line;
+    }
+    let Line {
+        spans,
+        style,
+        alignment,
+    } = line;
+    let mut room = width.saturating_sub(1);
+    let mut cut = Vec::new();
+    let mut last_style = Style::default();
+    for span in spans {
+        last_style = span.style;
+        let mut text = String::new();
+        for c in span.content.chars() {
+            let w = Span::raw(c.to_string()).width();
+            if w > room {
+                room = 0;
+                break;
+            }
+            room -= w;
+            text.push(c);
+        }
+        cut.push(Span::styled(text, span.style));
+        if room == 0 {
+            break;
+        }
+    }
+    if width > 0 {
+        cut.push(Span::styled("…", last_style));
+    }
+    Line {
+        spans: cut,
+        style,
+        alignment,
+    }
+}
+
+/// The widths the table gives its columns inside `area` (the same layout ratatui's `Table`
+/// computes: a selection column, then the columns spaced by one cell).
+fn column_widths(widths: &[Constraint], area: Rect) -> Vec<usize> {
+    let selection = Span::raw(HIGHLIGHT).width() as u16;
+    let [_, columns] = Layout::horizontal([Constraint::Length(selection), Constraint::Fill(0)])
+        .areas(Rect::new(0, 0, area.width, 1));
+    Layout::horizontal(widths.iter().copied())
+        .flex(Flex::Start)
+        .spacing(1)
+        .split(columns)
+        .iter()
+        .map(|r| usize::from(r.width))
+        .collect()
 }
 
 /// The first row to show so that `cursor` is visible in `height` rows, starting from the
@@ -62,8 +118,20 @@ pub fn render(app: &App, ls: &ListState, block: Block<'_>, frame: &mut Frame, ar
     let offset = visible_offset(ls.offset, cursor, height, len).min(len);
     let end = (offset + height).min(len);
     let stale = app.is_stale();
+    let widths: Vec<Constraint> = cols.iter().map(|c| c.width).collect();
+    let fits = if marks_cuts(ls.view) {
+        column_widths(&widths, block.inner(area))
+    } else {
+        Vec::new()
+    };
     let rows = ls.rows[offset..end].iter().map(|&i| {
-        let row = Row::new(cells(app, ls.view, i, theme).into_iter().map(Cell::from));
+        let cells = cells(app, ls.view, i, theme);
+        let row = Row::new(cells.into_iter().enumerate().map(|(c, line)| {
+            Cell::from(match fits.get(c) {
+                Some(&w) => fit(line, w),
+                None => line,
+            })
+        }));
         if stale {
             row.style(theme.label)
         } else {
@@ -79,7 +147,6 @@ pub fn render(app: &App, ls: &ListState, block: Block<'_>, frame: &mut Frame, ar
         Cell::from(format!("{}{mark}", col.title))
     }))
     .style(theme.header);
-    let widths: Vec<Constraint> = cols.iter().map(|c| c.width).collect();
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
@@ -148,6 +215,34 @@ mod tests {
         assert_eq!(text(gauge(0, 10, &theme)), "░░░░░   0%");
         assert_eq!(text(gauge(100, 9, &theme)), "████ 100%");
         assert_eq!(text(gauge(50, 3, &theme)), "  50%");
+    }
+
+    #[test]
+    fn cut_cells_end_in_an_ellipsis() {
+        let theme = Theme::default();
+        let line = Line::from(vec![
+            Span::raw("203."),
+            Span::styled("0.113.10", theme.good),
+        ]);
+        assert_eq!(text(fit(line.clone(), 12)), "203.0.113.10");
+        assert_eq!(text(fit(line.clone(), 20)), "203.0.113.10");
+        let cut = fit(line.clone(), 11);
+        assert_eq!(text(cut.clone()), "203.0.113.…");
+        assert_eq!(cut.spans.last().map(|s| s.style), Some(theme.good));
+        assert_eq!(text(fit(line.clone(), 3)), "20…");
+        assert_eq!(text(fit(line.clone(), 1)), "…");
+        assert_eq!(text(fit(line, 0)), "");
+    }
+
+    #[test]
+    fn column_widths_match_the_table() {
+        let widths = [
+            Constraint::Length(4),
+            Constraint::Min(3),
+            Constraint::Length(5),
+        ];
+        // 2 for the selection mark, 1 between columns.
+        assert_eq!(column_widths(&widths, Rect::new(0, 0, 20, 1)), [4, 7, 5]);
     }
 
     #[test]
