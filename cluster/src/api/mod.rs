@@ -10,6 +10,7 @@ pub mod events;
 pub mod fake_node;
 pub mod images;
 pub mod servers;
+pub mod stacks;
 pub mod tasks;
 pub mod types;
 pub mod users;

@@ -14,6 +14,7 @@ pub mod backups;
 pub mod images;
 mod nodes;
 pub mod servers;
+pub mod stacks;
 pub mod tasks;
 pub mod users;
 
@@ -22,6 +23,7 @@ pub use backups::{BackupCommand, BackupRecord, BackupTarget};
 pub use images::{ImageCommand, ImageOp, ImageRecord};
 pub use nodes::{CaMaterial, JoinTokenRecord, NodeRecord, NodeRole, Revocation};
 pub use servers::{ServerCommand, ServerRecord, ServerSpec};
+pub use stacks::{StackCommand, StackRecord};
 pub use tasks::{TaskCommand, TaskRecord, TaskState};
 pub use users::{Quotas, UserCommand, UserRecord, UserRole};
 
@@ -90,6 +92,9 @@ pub struct ClusterState {
     /// Daily backups, by target (`image:NAME`, `server:NAME`).
     #[serde(default)]
     pub backup_schedules: BTreeMap<String, backups::BackupSchedule>,
+    /// Groups of servers installed together from a recipe.
+    #[serde(default)]
+    pub stacks: stacks::Stacks,
 }
 
 /// A change to the desired state. The leader fills in every time and id before proposing it.
@@ -130,6 +135,7 @@ pub enum Command {
     Task(TaskCommand),
     Image(ImageCommand),
     Backup(BackupCommand),
+    Stack(StackCommand),
 }
 
 /// What applying a command produced.
@@ -206,6 +212,7 @@ impl Command {
             Command::Task(c) => c.describe(),
             Command::Image(c) => c.describe(),
             Command::Backup(c) => c.describe(),
+            Command::Stack(c) => c.describe(),
         }
     }
 }
@@ -362,6 +369,7 @@ impl ClusterState {
             Command::Task(c) => tasks::apply(self, c, actor, at),
             Command::Image(c) => images::apply(self, c, at),
             Command::Backup(c) => backups::apply(self, c, at),
+            Command::Stack(c) => stacks::apply(self, c, actor, at),
         }
     }
 
