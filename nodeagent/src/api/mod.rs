@@ -193,6 +193,7 @@ fn router(node: Arc<Node>) -> Router {
         .merge(servers::routes())
         .merge(images::routes())
         .merge(backups::routes())
+        .merge(stacks::routes())
         .merge(tasks::routes())
         .route("/api/v1/events", get(events::stream))
         .merge(openapi::routes())
@@ -440,6 +441,7 @@ pub(crate) use images::uploading;
 mod nodes;
 mod openapi;
 mod servers;
+mod stacks;
 mod tasks;
 mod users;
 
