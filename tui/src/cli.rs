@@ -57,6 +57,10 @@ pub enum Command {
     /// Backups of images and stopped servers, now or daily with retention (`skiff backup ...`).
     #[command(subcommand)]
     Backup(crate::commands::backups::BackupCommand),
+    /// Stacks: servers installed together from a recipe, started, stopped and removed together
+    /// (`skiff stack ...`).
+    #[command(subcommand)]
+    Stack(crate::commands::stacks::StackCommand),
     /// List, show, cancel and wait for tasks (long operations).
     #[command(subcommand)]
     Task(crate::commands::tasks::TaskCommand),

@@ -239,6 +239,7 @@ pub async fn execute(
         // [servers: arms]
         Command::Image(c) => commands::images::run(c, client, out, err).await?,
         Command::Backup(c) => commands::backups::run(c, client, out, err).await?,
+        Command::Stack(c) => commands::stacks::run(c, client, out, err).await?,
         Command::Task(c) => commands::tasks::run(c, client, out, err).await?,
         // [tasks: arms]
         Command::Completions { shell } => {

@@ -3,6 +3,7 @@
 pub mod backups;
 pub mod images;
 pub mod servers;
+pub mod stacks;
 pub mod tasks;
 pub mod users;
 // [modules]
