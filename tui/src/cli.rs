@@ -63,6 +63,10 @@ pub enum Command {
     /// The internal network and the external address pool (`skiff network ...`).
     #[command(subcommand)]
     Network(crate::commands::connections::NetworkCommand),
+    /// Stacks: servers installed together from a recipe, started, stopped and removed together
+    /// (`skiff stack ...`).
+    #[command(subcommand)]
+    Stack(crate::commands::stacks::StackCommand),
     /// List, show, cancel and wait for tasks (long operations).
     #[command(subcommand)]
     Task(crate::commands::tasks::TaskCommand),

@@ -241,6 +241,7 @@ pub async fn execute(
         Command::Backup(c) => commands::backups::run(c, client, out, err).await?,
         Command::Connection(c) => commands::connections::run(c, client, out).await?,
         Command::Network(c) => commands::connections::run_network(c, client, out).await?,
+        Command::Stack(c) => commands::stacks::run(c, client, out, err).await?,
         Command::Task(c) => commands::tasks::run(c, client, out, err).await?,
         // [tasks: arms]
         Command::Completions { shell } => {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod fake_node;
 pub mod images;
 pub mod servers;
+pub mod stacks;
 pub mod tasks;
 pub mod types;
 pub mod users;

@@ -15,6 +15,7 @@ pub mod connections;
 pub mod images;
 mod nodes;
 pub mod servers;
+pub mod stacks;
 pub mod tasks;
 pub mod users;
 
@@ -24,6 +25,7 @@ pub use connections::{ConnectionCommand, ConnectionKind, ConnectionRecord, Netwo
 pub use images::{ImageCommand, ImageOp, ImageRecord};
 pub use nodes::{CaMaterial, JoinTokenRecord, NodeRecord, NodeRole, Revocation};
 pub use servers::{ServerCommand, ServerRecord, ServerSpec};
+pub use stacks::{StackCommand, StackRecord};
 pub use tasks::{TaskCommand, TaskRecord, TaskState};
 pub use users::{Quotas, UserCommand, UserRecord, UserRole};
 
@@ -97,6 +99,9 @@ pub struct ClusterState {
     /// The internal network and the external address pool connections take addresses from.
     #[serde(default)]
     pub network: NetworkSettings,
+    /// Groups of servers installed together from a recipe.
+    #[serde(default)]
+    pub stacks: stacks::Stacks,
 }
 
 /// A change to the desired state. The leader fills in every time and id before proposing it.
@@ -138,6 +143,7 @@ pub enum Command {
     Image(ImageCommand),
     Backup(BackupCommand),
     Connection(ConnectionCommand),
+    Stack(StackCommand),
 }
 
 /// What applying a command produced.
@@ -215,6 +221,7 @@ impl Command {
             Command::Image(c) => c.describe(),
             Command::Backup(c) => c.describe(),
             Command::Connection(c) => c.describe(),
+            Command::Stack(c) => c.describe(),
         }
     }
 }
@@ -372,6 +379,7 @@ impl ClusterState {
             Command::Image(c) => images::apply(self, c, at),
             Command::Backup(c) => backups::apply(self, c, at),
             Command::Connection(c) => connections::apply(self, c, at),
+            Command::Stack(c) => stacks::apply(self, c, actor, at),
         }
     }
 

@@ -343,7 +343,7 @@ pub fn storage_gib_of(state: &ClusterState, owner: &str) -> u64 {
 
 /// Refuses when `owner`'s servers (but `except`) and images plus `extra` would exceed the owner's
 /// quotas.
-fn check_quota(
+pub(super) fn check_quota(
     state: &ClusterState,
     owner: &str,
     except: Option<&str>,
@@ -639,6 +639,12 @@ fn try_apply(
         }
         C::Remove { name } => {
             let rec = existing(state, name)?.clone();
+            if let Some(stack) = super::stacks::stack_of(state, name) {
+                return Err(bad(format!(
+                    "server {name} belongs to stack {0}: its servers are removed with it (skiff stack remove {0})",
+                    stack.name
+                )));
+            }
             state.servers.remove(name);
             let task_id = open_task(state, &rec.owner, "server.remove", name, rec.node, at);
             CommandOutcome::TaskStarted { task_id }

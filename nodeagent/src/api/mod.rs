@@ -194,6 +194,7 @@ fn router(node: Arc<Node>) -> Router {
         .merge(images::routes())
         .merge(backups::routes())
         .merge(connections::routes())
+        .merge(stacks::routes())
         .merge(tasks::routes())
         .route("/api/v1/events", get(events::stream))
         .merge(openapi::routes())
@@ -460,6 +461,7 @@ pub(crate) use images::uploading;
 mod nodes;
 mod openapi;
 mod servers;
+mod stacks;
 mod tasks;
 mod users;
 

@@ -64,7 +64,7 @@ fn forbidden_read_only() -> Failure {
     )
 }
 
-fn no_placement(e: scheduler::NoPlacement) -> Failure {
+pub(super) fn no_placement(e: scheduler::NoPlacement) -> Failure {
     Failure::new(StatusCode::CONFLICT, "no_placement", e.to_string())
 }
 
@@ -91,7 +91,7 @@ fn visible<'a>(
 /// The node holding the masters that `disks` are clones of (`None`: no disk is a clone). Each
 /// must be a ready master the user may use (their own, or an admin's); all on one node, since a
 /// clone is made next to its master in the node-local pool.
-fn masters_node(
+pub(super) fn masters_node(
     state: &ClusterState,
     user: &str,
     role: UserRole,
@@ -136,7 +136,7 @@ fn masters_node(
 static PLACING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Takes the placement lock and reads the newest desired state (`fallback`: the gate's).
-async fn placing(
+pub(super) async fn placing(
     node: &Node,
     fallback: &Arc<ClusterState>,
 ) -> (tokio::sync::MutexGuard<'static, ()>, Arc<ClusterState>) {
@@ -146,7 +146,7 @@ async fn placing(
 }
 
 /// The overcommit rules in force: this (leading) node's `[scheduler]` settings.
-fn policy(node: &Node) -> SchedulerPolicy {
+pub(super) fn policy(node: &Node) -> SchedulerPolicy {
     SchedulerPolicy::from(&node.config.scheduler)
 }
 

@@ -4,6 +4,7 @@ pub mod backups;
 pub mod connections;
 pub mod images;
 pub mod servers;
+pub mod stacks;
 pub mod tasks;
 pub mod users;
 // [modules]
