@@ -10,6 +10,7 @@ use skiff_cluster::api::connections::{ConnectionView, NetworkView};
 use skiff_cluster::api::events::ApiEvent;
 use skiff_cluster::api::images::ImageView;
 use skiff_cluster::api::servers::ServerView;
+use skiff_cluster::api::stacks::StackView;
 use skiff_cluster::api::tasks::{ActualView, NodeActual};
 use skiff_cluster::api::users::UserView;
 use skiff_cluster::api::{ClusterView, NodeView};
@@ -45,6 +46,7 @@ pub struct Snapshot {
     pub connections: Option<Vec<ConnectionView>>,
     /// The address plan (describe shows it with each connection).
     pub network: Option<NetworkView>,
+    pub stacks: Option<Vec<StackView>>,
 }
 
 impl Snapshot {
@@ -64,6 +66,7 @@ impl Snapshot {
             backups: None,
             connections: None,
             network: None,
+            stacks: None,
         }
     }
 }
@@ -85,6 +88,12 @@ pub enum Update {
     Refused { endpoint: String, error: String },
     /// The API accepted an operation and started this task.
     OperationStarted { operation: Operation, task_id: u64 },
+    /// The API accepted an operation on a stack and started these tasks, one per server of the
+    /// stack, in the stack's order.
+    TasksStarted {
+        operation: Operation,
+        task_ids: Vec<u64>,
+    },
     /// The API carried out an immediate operation (no task) on a connection; what it answered
     /// (for a delete: what was removed).
     OperationDone {
@@ -141,7 +150,7 @@ pub enum Key {
 }
 
 /// An operation from the keyboard: on a server (servers view), an image (images view), a backup
-/// (backups view) or a connection (connections view).
+/// (backups view), a connection (connections view) or a stack (stacks view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerOp {
     Start,
@@ -167,6 +176,12 @@ pub enum ServerOp {
     ActivateConnection,
     DeactivateConnection,
     DeleteConnection,
+    /// Start every server of the stack.
+    StartStack,
+    /// Shut every server of the stack down (forced off after the API's default delay).
+    StopStack,
+    /// Remove the stack and every one of its servers with their disks.
+    DeleteStack,
 }
 
 impl ServerOp {
@@ -196,6 +211,7 @@ impl ServerOp {
             ServerOp::ActivateConnection
             | ServerOp::DeactivateConnection
             | ServerOp::DeleteConnection => "connection",
+            ServerOp::StartStack | ServerOp::StopStack | ServerOp::DeleteStack => "stack",
             _ => "server",
         }
     }
@@ -206,6 +222,7 @@ impl ServerOp {
             "image" => ViewKind::Images,
             "backup" => ViewKind::Backups,
             "connection" => ViewKind::Connections,
+            "stack" => ViewKind::Stacks,
             _ => ViewKind::Servers,
         }
     }
@@ -223,8 +240,9 @@ impl ServerOp {
     /// A verb for dialogs and the status line.
     pub fn verb(self) -> &'static str {
         match self {
-            ServerOp::Start => "start",
+            ServerOp::Start | ServerOp::StartStack => "start",
             ServerOp::Shutdown => "shut down",
+            ServerOp::StopStack => "stop",
             ServerOp::ForceOff => "force off",
             ServerOp::Reboot => "reboot",
             ServerOp::Suspend => "suspend",
@@ -233,7 +251,8 @@ impl ServerOp {
             ServerOp::Delete
             | ServerOp::DeleteImage
             | ServerOp::DeleteBackup
-            | ServerOp::DeleteConnection => "delete",
+            | ServerOp::DeleteConnection
+            | ServerOp::DeleteStack => "delete",
             ServerOp::BackupServer | ServerOp::BackupImage => "back up",
             ServerOp::CloneImage => "clone",
             ServerOp::SnapshotImage => "snapshot",
@@ -256,6 +275,7 @@ impl ServerOp {
                 | ServerOp::RestoreBackup
                 | ServerOp::DeleteBackup
                 | ServerOp::DeleteConnection
+                | ServerOp::DeleteStack
         )
     }
 
@@ -281,6 +301,9 @@ impl ServerOp {
                 return Some(ServerOp::DeactivateConnection)
             }
             (ViewKind::Connections, Action::Delete) => return Some(ServerOp::DeleteConnection),
+            (ViewKind::Stacks, Action::Start) => return Some(ServerOp::StartStack),
+            (ViewKind::Stacks, Action::Shutdown) => return Some(ServerOp::StopStack),
+            (ViewKind::Stacks, Action::Delete) => return Some(ServerOp::DeleteStack),
             (ViewKind::Servers, _) => {}
             _ => return None,
         }
@@ -302,7 +325,7 @@ impl ServerOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     pub op: ServerOp,
-    /// What it acts on: the server's, image's or connection's name, or the backup's id.
+    /// What it acts on: the server's, image's, connection's or stack's name, or the backup's id.
     pub server: String,
     /// `move`: the destination node (`None` lets the scheduler choose); clone: the new image;
     /// snapshot, revert: the snapshot.
@@ -332,6 +355,8 @@ pub enum Effect {
 pub enum Scope {
     /// Servers placed on this node.
     Node(String),
+    /// Servers of this stack.
+    Stack(String),
 }
 
 /// One list view as the operator left it.
@@ -392,8 +417,6 @@ pub struct ConsolePane {
 pub enum Screen {
     Overview,
     List(ListState),
-    /// A view the API does not serve yet.
-    Unavailable(ViewKind),
     /// Every field of one object; `key` as the view's list names it.
     Describe {
         view: ViewKind,
@@ -489,6 +512,8 @@ pub struct App {
     pub backups: Vec<BackupView>,
     /// Sorted by name.
     pub connections: Vec<ConnectionView>,
+    /// Sorted by name.
+    pub stacks: Vec<StackView>,
     /// The address plan, once the API answered it.
     pub network: Option<NetworkView>,
     /// What the reconciler last heard from each compute node.
@@ -498,8 +523,9 @@ pub struct App {
     pub stack: Vec<Screen>,
     pub mode: Mode,
     pub status: Option<Status>,
-    /// Tasks started from this cockpit, newest last: the status line follows the newest.
-    pub tracked: Vec<(Operation, u64)>,
+    /// Tasks started from this cockpit, newest last: the status line follows the newest (an
+    /// operation on a stack has one task per server).
+    pub tracked: Vec<(Operation, Vec<u64>)>,
     pub keymap: KeyMap,
     pub theme: Theme,
     /// Terminal size (columns, rows), from the session.
@@ -535,6 +561,7 @@ impl App {
             images: Vec::new(),
             backups: Vec::new(),
             connections: Vec::new(),
+            stacks: Vec::new(),
             network: None,
             node_reports: Vec::new(),
             history: BTreeMap::new(),
@@ -628,6 +655,12 @@ impl App {
         self.connections.get(ls.selected_index()?)
     }
 
+    /// The selected stack of the stacks view.
+    pub fn selected_stack(&self) -> Option<&StackView> {
+        let ls = self.list().filter(|ls| ls.view == ViewKind::Stacks)?;
+        self.stacks.get(ls.selected_index()?)
+    }
+
     /// Whether the data shown comes from an earlier answer than the last attempt.
     pub fn is_stale(&self) -> bool {
         matches!(self.link, Link::Unreachable { .. } | Link::Refused { .. })
@@ -696,22 +729,11 @@ impl App {
                 self.endpoint = endpoint;
                 self.link = Link::Refused { error };
             }
-            Update::OperationStarted { operation, task_id } => {
-                self.notice(
-                    Level::Info,
-                    format!(
-                        "{} {}: task {task_id} started",
-                        operation.op.verb(),
-                        operation.server
-                    ),
-                );
-                self.tracked.push((operation, task_id));
-                if self.tracked.len() > 16 {
-                    self.tracked.remove(0);
-                }
-                // The status line now follows the task.
-                self.status = None;
-            }
+            Update::OperationStarted { operation, task_id } => self.track(operation, vec![task_id]),
+            Update::TasksStarted {
+                operation,
+                task_ids,
+            } => self.track(operation, task_ids),
             Update::OperationDone {
                 operation,
                 connection,
@@ -744,6 +766,15 @@ impl App {
         if touched {
             self.rebuild();
         }
+    }
+
+    /// The status line now follows these tasks.
+    fn track(&mut self, operation: Operation, task_ids: Vec<u64>) {
+        self.tracked.push((operation, task_ids));
+        if self.tracked.len() > 16 {
+            self.tracked.remove(0);
+        }
+        self.status = None;
     }
 
     fn apply_snapshot(&mut self, s: Snapshot) {
@@ -786,6 +817,10 @@ impl App {
         if let Some(mut connections) = s.connections {
             connections.sort_by(|a, b| a.name.cmp(&b.name));
             self.connections = connections;
+        }
+        if let Some(mut stacks) = s.stacks {
+            stacks.sort_by(|a, b| a.name.cmp(&b.name));
+            self.stacks = stacks;
         }
         if s.network.is_some() {
             self.network = s.network;
@@ -1034,8 +1069,8 @@ impl App {
                         let noun = match op {
                             Action::Clone | Action::Snapshot | Action::Revert => "an image",
                             Action::Restore => "a backup",
-                            Action::Start | Action::Shutdown => "a server or a connection",
-                            Action::Delete => "a server, image, backup or connection",
+                            Action::Start | Action::Shutdown => "a server, connection or stack",
+                            Action::Delete => "a server, image, backup, connection or stack",
                             Action::Backup => "a server or an image",
                             _ => "a server",
                         };
@@ -1110,6 +1145,12 @@ impl App {
                 ViewKind::Nodes => {
                     if let Some(node) = self.selected_node() {
                         let scope = Scope::Node(node.name.clone());
+                        self.push(Screen::List(ListState::new(ViewKind::Servers, Some(scope))));
+                    }
+                }
+                ViewKind::Stacks => {
+                    if let Some(stack) = self.selected_stack() {
+                        let scope = Scope::Stack(stack.name.clone());
                         self.push(Screen::List(ListState::new(ViewKind::Servers, Some(scope))));
                     }
                 }
@@ -1504,7 +1545,6 @@ fn touches(update: &Update, view: Option<ViewKind>) -> bool {
 fn screen_of(view: ViewKind) -> Screen {
     match view {
         ViewKind::Overview => Screen::Overview,
-        v if views::unavailable_reason(v).is_some() => Screen::Unavailable(v),
         v => Screen::List(ListState::new(v, None)),
     }
 }

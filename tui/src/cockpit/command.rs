@@ -41,6 +41,7 @@ pub const COMMANDS: &[(&str, Command)] = &[
     ("cn", Command::View(ViewKind::Connections)),
     ("stacks", Command::View(ViewKind::Stacks)),
     ("stack", Command::View(ViewKind::Stacks)),
+    ("st", Command::View(ViewKind::Stacks)),
     ("help", Command::Help),
     ("quit", Command::Quit),
     ("q", Command::Quit),
@@ -115,7 +116,9 @@ mod tests {
             ("connections", ViewKind::Connections),
             ("conn", ViewKind::Connections),
             ("cn", ViewKind::Connections),
+            ("stacks", ViewKind::Stacks),
             ("stack", ViewKind::Stacks),
+            ("st", ViewKind::Stacks),
             ("user", ViewKind::Users),
         ] {
             assert_eq!(parse(word), Ok(Command::View(view)), "{word}");
@@ -135,7 +138,10 @@ mod tests {
         assert_eq!(complete("servers"), "servers");
         assert_eq!(complete("ove"), "overview");
         assert_eq!(complete("ov"), "ov");
-        assert_eq!(complete("st"), "stack");
+        // `st` is a word of its own (stacks' alias): Tab keeps it.
+        assert_eq!(complete("st"), "st");
+        assert_eq!(complete("sta"), "stack");
+        assert_eq!(candidates("st"), ["stacks", "stack", "st"]);
         assert_eq!(complete("zz"), "zz");
         assert_eq!(complete("n"), "no");
         assert_eq!(complete("con"), "conn");
@@ -144,7 +150,7 @@ mod tests {
         assert_eq!(candidates("c"), ["connections", "conn", "cn"]);
         assert_eq!(
             candidates("s"),
-            ["servers", "server", "srv", "stacks", "stack"]
+            ["servers", "server", "srv", "stacks", "stack", "st"]
         );
     }
 }

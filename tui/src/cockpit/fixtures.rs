@@ -260,6 +260,43 @@ pub fn network() -> skiff_cluster::api::connections::NetworkView {
     }
 }
 
+/// Stacks: `web` (web-1 and web-2, both running; a description too long for 80 columns), `db`
+/// (db-1, which should run but was seen shut off) and bob's `lab`, whose servers the servers list
+/// does not hold (so its own copy says what runs).
+pub fn stacks() -> Vec<skiff_cluster::api::stacks::StackView> {
+    let stack = |name: &str, owner: &str, description: &str, servers: Vec<ServerView>| {
+        skiff_cluster::api::stacks::StackView {
+            name: name.into(),
+            owner: owner.into(),
+            description: description.into(),
+            created_at: 1_700_000_000 + servers.len() as u64 * 86_400,
+            servers,
+        }
+    };
+    let (views, _) = servers();
+    let of = |name: &str| {
+        views
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .expect("a fixture server")
+    };
+    let mut lab_a = server("lab-a", "node-3", PowerState::Running);
+    lab_a.owner = "bob".into();
+    let mut lab_b = server("lab-b", "node-3", PowerState::Stopped);
+    lab_b.owner = "bob".into();
+    vec![
+        stack(
+            "web",
+            "alice",
+            "The shop's web front: two servers behind the external address web-ip",
+            vec![of("web-1"), of("web-2")],
+        ),
+        stack("db", "alice", "The shop's database", vec![of("db-1")]),
+        stack("lab", "bob", "", vec![lab_a, lab_b]),
+    ]
+}
+
 /// A full round as an admin would get it.
 pub fn snapshot() -> Update {
     let (views, actual) = servers();
@@ -277,6 +314,7 @@ pub fn snapshot() -> Update {
     s.backups = Some(backups());
     s.connections = Some(connections());
     s.network = Some(network());
+    s.stacks = Some(stacks());
     Update::Snapshot(Box::new(s))
 }
 

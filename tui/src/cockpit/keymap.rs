@@ -21,7 +21,8 @@ use super::app::Key;
 pub enum Group {
     General,
     Navigation,
-    /// Operations on the selected server, image, backup or connection (refused when read-only).
+    /// Operations on the selected server, image, backup, connection or stack (refused when
+    /// read-only).
     Servers,
     /// Only while the console pane is open.
     Console,
@@ -33,7 +34,9 @@ impl Group {
         match self {
             Group::General => "General",
             Group::Navigation => "Navigation",
-            Group::Servers => "Operations (servers, images, backups, connections; not read-only)",
+            Group::Servers => {
+                "Operations (servers, images, backups, connections, stacks; not read-only)"
+            }
             Group::Console => "Console pane",
         }
     }
@@ -193,14 +196,14 @@ pub const ACTIONS: &[(Action, &str, Group, &str, &[&str])] = &[
         Action::Start,
         "start",
         Group::Servers,
-        "start a server, activate a connection (asks y/n)",
+        "start a server or stack, activate a connection (asks y/n)",
         &["s"],
     ),
     (
         Action::Shutdown,
         "shutdown",
         Group::Servers,
-        "shut down gracefully, deactivate a connection (asks y/n)",
+        "shut down a server or stack, deactivate a connection (y/n)",
         &["h"],
     ),
     (
@@ -295,9 +298,6 @@ pub const ACTIONS: &[(Action, &str, Group, &str, &[&str])] = &[
         &["ctrl-]"],
     ),
 ];
-
-/// Operations the cluster's API does not serve yet: listed in the help, bound to nothing.
-pub const UNAVAILABLE: &[(&str, &str)] = &[("stacks", "no API yet (stacks issue)")];
 
 /// The bindings in force.
 #[derive(Debug, Clone, PartialEq, Eq)]

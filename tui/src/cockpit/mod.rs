@@ -1,6 +1,6 @@
 //! The cockpit: a live, k9s-style terminal view of the cluster (overview, nodes, servers,
-//! tasks, users, events, audit, pools, images, backups, connections), with operations on servers,
-//! images, backups and connections, and a console pane.
+//! tasks, users, events, audit, pools, images, backups, connections, stacks), with operations on
+//! servers, images, backups, connections and stacks, and a console pane.
 //!
 //! Three parts, kept apart so each can be tested alone and the SSH cockpit can reuse the first
 //! two: [`app`] (state and key handling), [`view`] and [`views`] (drawing, a pure function of

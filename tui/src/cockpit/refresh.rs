@@ -6,8 +6,8 @@
 //!   round, and so do `lagged`, a reconnect and the operator's `r`. When the stream ends (the
 //!   leader changed or went away) the link shows "reconnecting" and the stream is opened again
 //!   with backoff; the client follows the new leader by itself.
-//! - [`operate`]: one operation (a task for servers, images and backups; an immediate answer for
-//!   connections).
+//! - [`operate`]: one operation (a task for servers, images and backups; one task per server for
+//!   stacks; an immediate answer for connections).
 //! - [`console_task`]: a server's console while its pane is open.
 
 use std::sync::Arc;
@@ -40,7 +40,7 @@ pub const AUDIT_LIMIT: usize = 200;
 pub const CONSOLE_READ_ONLY: &str = "read-only console";
 
 /// One full round: cluster and nodes first (without them nothing is shown), then servers, the
-/// reconciler's view, tasks, `whoami`, images, backups, connections and the address plan, then
+/// reconciler's view, tasks, `whoami`, images, backups, connections, the address plan and stacks, then
 /// users and audit for admins, each set concurrently. A list the API refuses (or a leader too old
 /// to serve it) stays `None`, so the previous copy is kept.
 pub async fn fetch(client: &ApiClient) -> Update {
@@ -50,7 +50,7 @@ pub async fn fetch(client: &ApiClient) -> Update {
         (Ok(cluster), Ok(nodes)) => (cluster, nodes),
         (Err(e), _) | (_, Err(e)) => return failure(endpoint, &e),
     };
-    let (servers, actual, tasks, me, images, backups, connections, network) = tokio::join!(
+    let (servers, actual, tasks, me, images, backups, connections, network, stacks) = tokio::join!(
         client.servers(),
         client.actual(),
         client.tasks(),
@@ -58,7 +58,8 @@ pub async fn fetch(client: &ApiClient) -> Update {
         client.images(),
         client.backups(),
         client.connections(),
-        client.network()
+        client.network(),
+        client.stacks()
     );
     let admin = me.as_ref().is_ok_and(|m| m.role == UserRole::Admin);
     let (users, audit) = if admin {
@@ -76,6 +77,7 @@ pub async fn fetch(client: &ApiClient) -> Update {
     snapshot.backups = backups.ok();
     snapshot.connections = connections.ok();
     snapshot.network = network.ok();
+    snapshot.stacks = stacks.ok();
     snapshot.users = users;
     snapshot.audit = audit;
     Update::Snapshot(Box::new(snapshot))
@@ -200,10 +202,31 @@ async fn follow(
     }
 }
 
-/// Sends one operation to the API: the answer is the started task, the result of an immediate
-/// operation (connections), or the API's error.
+/// Sends one operation to the API: the answer is the started task (tasks for a stack), the result
+/// of an immediate operation (connections), or the API's error.
 pub async fn operate(client: &ApiClient, operation: Operation) -> Update {
     let name = operation.server.as_str();
+    let accepted = match operation.op {
+        ServerOp::StartStack => Some(client.start_stack(name).await),
+        ServerOp::StopStack => Some(client.stop_stack(name, None).await),
+        ServerOp::DeleteStack => Some(client.remove_stack(name).await),
+        _ => None,
+    };
+    match accepted {
+        Some(Ok(accepted)) => {
+            return Update::TasksStarted {
+                operation,
+                task_ids: accepted.tasks.iter().map(|t| t.task_id).collect(),
+            }
+        }
+        Some(Err(e)) => {
+            return Update::OperationFailed {
+                operation,
+                error: e.to_string(),
+            }
+        }
+        None => {}
+    }
     let done = match operation.op {
         ServerOp::ActivateConnection => client.set_connection_active(name, true).await,
         ServerOp::DeactivateConnection => client.set_connection_active(name, false).await,

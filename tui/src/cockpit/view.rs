@@ -12,7 +12,7 @@ use ratatui::Frame;
 use super::app::{App, Level, Link, Mode, Screen, ServerOp};
 use super::command;
 use super::keymap::Action;
-use super::views::{self, describe, help, overview, table, tasks, unavailable};
+use super::views::{self, describe, help, overview, table, tasks};
 
 /// Draws the whole cockpit.
 pub fn render(app: &App, frame: &mut Frame) {
@@ -130,9 +130,9 @@ pub fn breadcrumbs(app: &App) -> String {
             Screen::Overview => "overview".to_owned(),
             Screen::List(ls) => match &ls.scope {
                 Some(super::app::Scope::Node(n)) => format!("{}@{n}", ls.view.name()),
+                Some(super::app::Scope::Stack(st)) => format!("{}@stack:{st}", ls.view.name()),
                 None => ls.view.name().to_owned(),
             },
-            Screen::Unavailable(v) => v.name().to_owned(),
             Screen::Describe { key, .. } => format!("describe {key}"),
             Screen::TaskLog { id, .. } => format!("task {id} log"),
             Screen::Console(p) => format!("console {}", p.server),
@@ -172,7 +172,6 @@ fn render_body(app: &App, frame: &mut Frame, area: Rect) {
             overview::render(app, frame, area);
         }
         Screen::List(ls) => table::render(app, ls, block, frame, area),
-        Screen::Unavailable(view) => unavailable::render(*view, theme, block, frame, area),
         Screen::Describe { view, key, scroll } => {
             describe::render(app, *view, key, *scroll, block, frame, area)
         }
@@ -226,11 +225,23 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-/// The newest operation's task: its state, progress and last log line.
+/// The newest operation's task: its state, progress and last log line; for a stack, its tasks
+/// together.
 fn tracked_line(app: &App) -> Line<'static> {
     let theme = &app.theme;
-    let Some((operation, id)) = app.tracked.last() else {
+    let Some((operation, ids)) = app.tracked.last() else {
         return Line::raw("");
+    };
+    let id = match ids.as_slice() {
+        [] => {
+            return Line::raw(format!(
+                " {} {}: nothing to do",
+                operation.op.verb(),
+                operation.server
+            ))
+        }
+        [id] => id,
+        _ => return tracked_tasks_line(app, operation, ids),
     };
     let head = format!(" {} {} · task {id} ", operation.op.verb(), operation.server);
     match app.tasks.iter().find(|t| t.id == *id) {
@@ -255,6 +266,59 @@ fn tracked_line(app: &App) -> Line<'static> {
             Line::from(spans)
         }
     }
+}
+
+/// Several tasks of one operation (a stack's servers): the first id and how many more, the
+/// overall state (failed as soon as one failed, succeeded once all did), the mean progress, how
+/// many ended, and the first failure's result with its server.
+fn tracked_tasks_line(app: &App, operation: &super::app::Operation, ids: &[u64]) -> Line<'static> {
+    use skiff_cluster::state::TaskState;
+    let theme = &app.theme;
+    let found: Vec<_> = ids
+        .iter()
+        .filter_map(|id| app.tasks.iter().find(|t| t.id == *id))
+        .collect();
+    let head = format!(
+        " {} {} · tasks {} +{} ",
+        operation.op.verb(),
+        operation.server,
+        ids[0],
+        ids.len() - 1
+    );
+    if found.is_empty() {
+        return Line::styled(format!("{head}queued"), theme.warn);
+    }
+    let failed: Vec<_> = found
+        .iter()
+        .filter(|t| t.state == TaskState::Failed)
+        .collect();
+    let ended = found.iter().filter(|t| t.state.is_final()).count();
+    let state = if !failed.is_empty() {
+        TaskState::Failed
+    } else if ended == ids.len() && found.iter().all(|t| t.state == TaskState::Succeeded) {
+        TaskState::Succeeded
+    } else if ended == ids.len() {
+        TaskState::Cancelled
+    } else if found.iter().any(|t| t.state == TaskState::Running) {
+        TaskState::Running
+    } else {
+        TaskState::Queued
+    };
+    let progress: u64 = found.iter().map(|t| u64::from(t.progress)).sum::<u64>() / ids.len() as u64;
+    let mut spans = vec![
+        Span::raw(head),
+        Span::styled(tasks::state_name(state), tasks::state_style(state, theme)),
+        Span::raw(format!(" {progress}%")),
+        Span::styled(format!(" · {ended} of {} ended", ids.len()), theme.label),
+    ];
+    if let Some(t) = failed.first() {
+        let result = t.result.clone().unwrap_or_default();
+        spans.push(Span::styled(
+            format!(" · {}: {result}", t.target),
+            theme.bad,
+        ));
+    }
+    Line::from(spans)
 }
 
 fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
@@ -291,6 +355,10 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
             };
             hints.insert(4, toggle);
             hints.insert(5, (keys(Action::Delete), "delete"));
+        } else if app.selected_stack().is_some() {
+            hints.insert(4, (keys(Action::Start), "start"));
+            hints.insert(5, (keys(Action::Shutdown), "stop"));
+            hints.insert(6, (keys(Action::Delete), "delete"));
         }
     }
     let mut spans = vec![Span::raw(" ")];
@@ -340,16 +408,26 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
         Line::raw(""),
     ];
     if op.op.is_destructive() {
-        let warning = match op.op {
-            ServerOp::Delete => "This removes the server and its disks. It cannot be undone.",
-            ServerOp::DeleteImage => "This removes the image. It cannot be undone.",
-            ServerOp::DeleteBackup => "This removes the backup's copies. It cannot be undone.",
-            ServerOp::DeleteConnection => "Its addresses go back to the pool. It cannot be undone.",
-            ServerOp::RevertImage => "What was written since the snapshot is lost.",
-            ServerOp::RestoreBackup => {
-                "The image, or the server's disks, become the backup's copies."
+        let warning: String = match op.op {
+            ServerOp::DeleteStack => format!(
+                "This removes the stack, its {} and their disks. It cannot be undone.",
+                servers_named(&stack_members(app, &op.server))
+            ),
+            ServerOp::Delete => {
+                "This removes the server and its disks. It cannot be undone.".into()
             }
-            _ => "This cuts the power: the guest loses what it did not write to disk.",
+            ServerOp::DeleteImage => "This removes the image. It cannot be undone.".into(),
+            ServerOp::DeleteBackup => {
+                "This removes the backup's copies. It cannot be undone.".into()
+            }
+            ServerOp::DeleteConnection => {
+                "Its addresses go back to the pool. It cannot be undone.".into()
+            }
+            ServerOp::RevertImage => "What was written since the snapshot is lost.".into(),
+            ServerOp::RestoreBackup => {
+                "The image, or the server's disks, become the backup's copies.".into()
+            }
+            _ => "This cuts the power: the guest loses what it did not write to disk.".into(),
         };
         lines.push(Line::styled(warning, theme.bad));
         if let Some(server) = used_by(app, op) {
@@ -378,6 +456,21 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
                 theme.warn,
             ));
         }
+        let members = stack_members(app, &op.server);
+        if op.op == ServerOp::StartStack {
+            lines.push(Line::styled(
+                format!("Starts its {}.", servers_named(&members)),
+                theme.label,
+            ));
+        } else if op.op == ServerOp::StopStack {
+            lines.push(Line::styled(
+                format!(
+                    "Shuts down its {}; any still running after 60 s is forced off.",
+                    servers_named(&members)
+                ),
+                theme.warn,
+            ));
+        }
         lines.push(Line::from(vec![
             Span::styled("y", theme.accent),
             Span::raw(" confirms · any other key cancels"),
@@ -402,6 +495,32 @@ fn render_confirm(app: &App, confirm: &super::app::Confirm, frame: &mut Frame, a
         ),
         rect,
     );
+}
+
+/// The names of the servers of stack `name`, in the stack's order.
+fn stack_members<'a>(app: &'a App, name: &str) -> Vec<&'a str> {
+    app.stacks
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.servers.iter().map(|m| m.name.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// `2 servers (shop-web, shop-db)`; past six names, how many more.
+fn servers_named(members: &[&str]) -> String {
+    const SHOWN: usize = 6;
+    let count = match members.len() {
+        1 => "1 server".to_owned(),
+        n => format!("{n} servers"),
+    };
+    if members.is_empty() {
+        return count;
+    }
+    let mut names = members[..members.len().min(SHOWN)].join(", ");
+    if members.len() > SHOWN {
+        names.push_str(&format!(" and {} more", members.len() - SHOWN));
+    }
+    format!("{count} ({names})")
 }
 
 /// The server whose interface uses the connection a delete names.

@@ -70,6 +70,8 @@ fn first_snapshot_fills_every_view() {
         ["batch-out", "db-lan", "ssh-all", "web-http", "web-ip"]
     );
     assert!(app.network.is_some());
+    let names: Vec<_> = app.stacks.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["db", "lab", "web"]);
     assert_eq!(app.history["node-1"].memory.len(), 1);
 }
 
@@ -109,13 +111,14 @@ fn command_mode_switches_views() {
         ("connections", ViewKind::Connections),
         ("conn", ViewKind::Connections),
         ("cn", ViewKind::Connections),
+        ("stacks", ViewKind::Stacks),
+        ("stack", ViewKind::Stacks),
+        ("st", ViewKind::Stacks),
     ] {
         assert_eq!(command(&mut app, line), Effect::Redraw);
         assert_eq!(app.list().map(|ls| ls.view), Some(view), "{line}");
         assert_eq!(app.stack.len(), 1);
     }
-    command(&mut app, "stack");
-    assert_eq!(app.screen(), &Screen::Unavailable(ViewKind::Stacks));
     command(&mut app, "ov");
     assert_eq!(app.screen(), &Screen::Overview);
     command(&mut app, "nope");
@@ -565,7 +568,7 @@ fn operation_results_show_in_the_status_line() {
         task_id: 13,
     });
     assert_eq!(app.status, None);
-    assert_eq!(app.tracked.last().map(|t| t.1), Some(13));
+    assert_eq!(app.tracked.last().map(|t| t.1.clone()), Some(vec![13]));
     app.apply(Update::Event(ApiEvent::Task {
         task: task(13, "server.start", "batch", TaskState::Running, 50),
     }));
@@ -1092,4 +1095,288 @@ fn immediate_results_update_the_list_and_the_status_line() {
         })
     );
     assert_eq!(shown(&app).len(), 4);
+}
+
+fn stacks_app() -> App {
+    let mut app = live_app();
+    command(&mut app, "st");
+    app
+}
+
+#[test]
+fn stack_aliases_complete() {
+    let mut app = live_app();
+    app.handle_key(Key::Char(':'));
+    typed(&mut app, "sta");
+    app.handle_key(Key::Tab);
+    assert_eq!(
+        app.mode,
+        Mode::Command {
+            input: "stack".into()
+        }
+    );
+    app.handle_key(Key::Enter);
+    assert_eq!(app.list().map(|ls| ls.view), Some(ViewKind::Stacks));
+    assert_eq!(crate::cockpit::view::breadcrumbs(&app), "stacks");
+}
+
+#[test]
+fn stacks_list_filter_sort_and_describe() {
+    let mut app = stacks_app();
+    assert_eq!(shown(&app), ["db", "lab", "web"]);
+    // The filter sees every column: owner, description.
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "bob");
+    assert_eq!(shown(&app), ["lab"]);
+    app.handle_key(Key::Esc);
+    app.handle_key(Key::Char('/'));
+    typed(&mut app, "shop's");
+    assert_eq!(shown(&app), ["db", "web"]);
+    app.handle_key(Key::Char('~'));
+    app.handle_key(Key::Enter);
+    assert_eq!(shown(&app), Vec::<String>::new());
+    app.handle_key(Key::Esc);
+    assert_eq!(shown(&app).len(), 3);
+    app.handle_key(Key::Char('g'));
+    assert_eq!(selected(&app).as_deref(), Some("db"));
+    // Every column sorts; the selection follows its object. RUNNING: db 0, lab 1, web 2.
+    for (col, want) in [
+        (1, ["db", "lab", "web"]),
+        (2, ["db", "lab", "web"]),
+        (3, ["db", "web", "lab"]),
+        (4, ["db", "lab", "web"]),
+        (5, ["lab", "db", "web"]),
+    ] {
+        app.handle_key(Key::Char('o'));
+        assert_eq!(app.list().map(|ls| ls.sort_col), Some(col));
+        assert_eq!(shown(&app), want, "column {col}");
+        assert_eq!(selected(&app).as_deref(), Some("db"));
+    }
+    app.handle_key(Key::Char('O'));
+    assert_eq!(shown(&app), ["web", "db", "lab"]);
+    app.handle_key(Key::Char('o'));
+    assert_eq!(
+        app.list().map(|ls| (ls.sort_col, ls.sort_desc)),
+        Some((0, false))
+    );
+    // d describes every field, and lists the servers.
+    app.handle_key(Key::Char('G'));
+    app.handle_key(Key::Char('d'));
+    assert!(matches!(
+        app.screen(),
+        Screen::Describe { view: ViewKind::Stacks, key, .. } if key == "web"
+    ));
+    assert_eq!(
+        crate::cockpit::view::breadcrumbs(&app),
+        "stacks › describe web"
+    );
+    let object =
+        crate::cockpit::views::describe::object(&app, ViewKind::Stacks, "web").expect("described");
+    for field in [
+        "name",
+        "owner",
+        "description",
+        "created_at",
+        "created",
+        "servers",
+        "running",
+        "members",
+    ] {
+        assert!(object.get(field).is_some(), "{field} missing: {object}");
+    }
+    assert_eq!(object["running"], "2 of 2");
+    assert_eq!(
+        object["members"],
+        serde_json::json!([
+            "web-1: running on node-1 (desired running)",
+            "web-2: running on node-2 (desired running)"
+        ])
+    );
+    let lab =
+        crate::cockpit::views::describe::object(&app, ViewKind::Stacks, "lab").expect("described");
+    assert_eq!(
+        lab["members"][1],
+        "lab-b: not seen on node-3 (desired stopped)"
+    );
+    app.handle_key(Key::Esc);
+    assert_eq!(selected(&app).as_deref(), Some("web"));
+}
+
+#[test]
+fn enter_on_a_stack_shows_its_servers_and_esc_comes_back() {
+    let mut app = stacks_app();
+    app.handle_key(Key::Char('G')); // web
+    assert_eq!(app.handle_key(Key::Enter), Effect::Redraw);
+    assert_eq!(app.list().map(|ls| ls.view), Some(ViewKind::Servers));
+    assert_eq!(shown(&app), ["web-1", "web-2"]);
+    assert_eq!(
+        crate::cockpit::view::breadcrumbs(&app),
+        "stacks › servers@stack:web"
+    );
+    // The scope holds across a refresh; the servers' own keys work there.
+    app.apply(fixtures::snapshot());
+    assert_eq!(shown(&app), ["web-1", "web-2"]);
+    app.handle_key(Key::Char('s'));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm(c) if c.operation.op == ServerOp::Start && c.operation.server == "web-1"
+    ));
+    app.handle_key(Key::Esc);
+    // Enter on a server describes it; Esc goes back one breadcrumb at a time.
+    app.handle_key(Key::Enter);
+    assert_eq!(
+        crate::cockpit::view::breadcrumbs(&app),
+        "stacks › servers@stack:web › describe web-1"
+    );
+    app.handle_key(Key::Esc);
+    app.handle_key(Key::Esc);
+    assert_eq!(app.list().map(|ls| ls.view), Some(ViewKind::Stacks));
+    assert_eq!(selected(&app).as_deref(), Some("web"));
+    // A stack whose servers the cockpit does not know shows none.
+    app.handle_key(Key::Char('k')); // lab
+    app.handle_key(Key::Enter);
+    assert_eq!(shown(&app), Vec::<String>::new());
+    app.handle_key(Key::Esc);
+    assert_eq!(selected(&app).as_deref(), Some("lab"));
+    assert_eq!(app.stack.len(), 1);
+}
+
+#[test]
+fn stack_start_and_stop_ask_y() {
+    let mut app = stacks_app();
+    app.handle_key(Key::Char('G')); // web
+    app.handle_key(Key::Char('s'));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm(c) if c.operation.op == ServerOp::StartStack
+    ));
+    assert_eq!(
+        app.handle_key(Key::Char('y')),
+        Effect::Operate(Operation {
+            op: ServerOp::StartStack,
+            server: "web".into(),
+            to: None
+        })
+    );
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some("start web: sending…")
+    );
+    app.handle_key(Key::Char('h'));
+    assert_eq!(app.handle_key(Key::Char('n')), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+    app.handle_key(Key::Char('h'));
+    assert_eq!(
+        app.handle_key(Key::Char('y')),
+        Effect::Operate(Operation {
+            op: ServerOp::StopStack,
+            server: "web".into(),
+            to: None
+        })
+    );
+    assert!(!ServerOp::StopStack.is_immediate());
+    assert!(!ServerOp::StopStack.is_destructive());
+    // Server-only keys on a stack only say what to select.
+    for key in ['K', 'R', 'm', 'c'] {
+        app.handle_key(Key::Char(key));
+        assert_eq!(app.mode, Mode::Normal, "{key}");
+        assert_eq!(app.stack.len(), 1, "{key}");
+        assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Warn));
+    }
+}
+
+#[test]
+fn deleting_a_stack_needs_its_name() {
+    let mut app = stacks_app();
+    app.handle_key(Key::Char('G')); // web
+    app.handle_key(Key::Char('X'));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm(c) if c.operation.op == ServerOp::DeleteStack
+    ));
+    // y is not enough; a member's name is not the stack's.
+    assert_eq!(app.handle_key(Key::Char('y')), Effect::Redraw);
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    app.handle_key(Key::Backspace);
+    typed(&mut app, "web-1");
+    assert_eq!(app.handle_key(Key::Enter), Effect::Redraw);
+    let Mode::Confirm(c) = &app.mode else {
+        panic!("the dialog closed on a wrong name");
+    };
+    assert!(c.error.as_deref().is_some_and(|e| e.contains("type web")));
+    assert!(c.typed.is_empty());
+    typed(&mut app, "web");
+    assert_eq!(
+        app.handle_key(Key::Enter),
+        Effect::Operate(Operation {
+            op: ServerOp::DeleteStack,
+            server: "web".into(),
+            to: None
+        })
+    );
+    // Esc cancels.
+    app.handle_key(Key::Char('X'));
+    typed(&mut app, "web");
+    assert_eq!(app.handle_key(Key::Esc), Effect::Redraw);
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn read_only_refuses_stack_operations() {
+    let mut app = stacks_app().read_only(true);
+    for key in ['s', 'h', 'X'] {
+        assert_eq!(app.handle_key(Key::Char(key)), Effect::Redraw);
+        assert_eq!(app.mode, Mode::Normal, "{key}");
+        assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Error));
+    }
+    // Enter and d still work.
+    app.handle_key(Key::Enter);
+    assert_eq!(app.list().map(|ls| ls.view), Some(ViewKind::Servers));
+    // The read-only role too, even with the dialog already open.
+    let mut app = stacks_app();
+    app.handle_key(Key::Char('X'));
+    let mut s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    s.me = Some(user("admin", UserRole::ReadOnly));
+    app.apply(Update::Snapshot(Box::new(s)));
+    typed(&mut app, "db");
+    assert_eq!(app.handle_key(Key::Enter), Effect::Redraw);
+    assert!(app
+        .status
+        .as_ref()
+        .is_some_and(|s| s.text.contains("read-only role")));
+    for key in ['s', 'h'] {
+        assert_eq!(app.handle_key(Key::Char(key)), Effect::Redraw);
+        assert_eq!(app.mode, Mode::Normal);
+    }
+}
+
+#[test]
+fn stack_tasks_are_followed_together() {
+    let mut app = stacks_app();
+    let operation = Operation {
+        op: ServerOp::DeleteStack,
+        server: "web".into(),
+        to: None,
+    };
+    app.apply(Update::TasksStarted {
+        operation: operation.clone(),
+        task_ids: vec![21, 22],
+    });
+    assert_eq!(app.status, None);
+    assert_eq!(app.tracked.last(), Some(&(operation.clone(), vec![21, 22])));
+    app.apply(Update::OperationFailed {
+        operation,
+        error: "stack web: no such stack".into(),
+    });
+    assert_eq!(
+        app.status,
+        Some(Status {
+            level: Level::Error,
+            text: "delete web failed: stack web: no such stack".into()
+        })
+    );
+    // A round without stacks (an older leader) keeps the previous copy.
+    let s = Snapshot::new("e", fixtures::cluster(), sample_nodes());
+    app.apply(Update::Snapshot(Box::new(s)));
+    assert_eq!(app.stacks.len(), 3);
 }

@@ -159,7 +159,6 @@ snap!(
 );
 snap!(audit_80x24, on("audit"), 80, 24);
 snap!(pools_80x24, on("pools"), 80, 24);
-snap!(stacks_unavailable, on("stacks"), 80, 24);
 snap!(images_80x24, on("images"), 80, 24);
 snap!(backups_80x24, on("backups"), 80, 24);
 snap!(connections_80x24, on("connections"), 80, 24);
@@ -217,6 +216,97 @@ snap!(
     80,
     24
 );
+snap!(stacks_80x24, on("stacks"), 80, 24);
+snap!(stacks_wide, on("st"), 120, 30);
+snap!(stacks_read_only, on("stacks").read_only(true), 80, 24);
+snap!(
+    stack_delete_confirmation,
+    {
+        let mut a = on("stacks");
+        a.handle_key(Key::Char('G')); // web
+        a.handle_key(Key::Char('X'));
+        typed(&mut a, "we");
+        a
+    },
+    80,
+    24
+);
+snap!(
+    stack_stop_confirmation,
+    {
+        let mut a = on("stacks");
+        a.handle_key(Key::Char('G'));
+        a.handle_key(Key::Char('h'));
+        a
+    },
+    80,
+    24
+);
+snap!(
+    describe_stack,
+    {
+        let mut a = on("stacks");
+        a.handle_key(Key::Char('G'));
+        a.handle_key(Key::Char('d'));
+        a
+    },
+    80,
+    24
+);
+snap!(
+    stack_servers_drill_down,
+    {
+        let mut a = on("stacks");
+        a.handle_key(Key::Char('G')); // web
+        a.handle_key(Key::Enter);
+        a
+    },
+    80,
+    24
+);
+snap!(
+    stack_operation_in_progress,
+    {
+        let mut app = on("stacks");
+        app.apply(Update::TasksStarted {
+            operation: Operation {
+                op: ServerOp::StartStack,
+                server: "web".into(),
+                to: None,
+            },
+            task_ids: vec![21, 22],
+        });
+        app.apply(Update::Event(ApiEvent::Task {
+            task: task(21, "server.start", "web-1", TaskState::Succeeded, 100),
+        }));
+        app.apply(Update::Event(ApiEvent::Task {
+            task: task(22, "server.start", "web-2", TaskState::Running, 40),
+        }));
+        app
+    },
+    80,
+    24
+);
+snap!(
+    stack_operation_failed_task,
+    {
+        let mut app = on("stacks");
+        app.apply(Update::TasksStarted {
+            operation: Operation {
+                op: ServerOp::StopStack,
+                server: "web".into(),
+                to: None,
+            },
+            task_ids: vec![21, 22],
+        });
+        app.apply(Update::Event(ApiEvent::Task {
+            task: task(21, "server.shutdown", "web-1", TaskState::Failed, 30),
+        }));
+        app
+    },
+    80,
+    24
+);
 snap!(
     revert_prompt,
     {
@@ -260,6 +350,7 @@ fn empty_app() -> App {
     s.users = Some(vec![]);
     s.audit = Some(vec![]);
     s.connections = Some(vec![]);
+    s.stacks = Some(vec![]);
     app.apply(Update::Snapshot(Box::new(s)));
     app
 }
@@ -330,6 +421,16 @@ snap!(
     {
         let mut a = empty_app();
         command(&mut a, "connections");
+        a
+    },
+    80,
+    24
+);
+snap!(
+    stacks_empty,
+    {
+        let mut a = empty_app();
+        command(&mut a, "stacks");
         a
     },
     80,
@@ -463,6 +564,18 @@ snap!(
     connections_unreachable_with_last_known_state,
     {
         let mut app = on("connections");
+        app.apply(Update::Unreachable {
+            error: "cannot reach the cluster at 10.0.0.1:7000: connection timed out".into(),
+        });
+        app
+    },
+    80,
+    24
+);
+snap!(
+    stacks_unreachable_with_last_known_state,
+    {
+        let mut app = on("stacks");
         app.apply(Update::Unreachable {
             error: "cannot reach the cluster at 10.0.0.1:7000: connection timed out".into(),
         });
@@ -665,15 +778,25 @@ snap!(
 snap!(read_only_cockpit, on("servers").read_only(true), 80, 24);
 
 #[test]
-fn stacks_say_they_are_not_served_and_connections_are_live() {
+fn stacks_and_connections_are_live() {
     let text = screen_text(&draw(&sized(on("stacks"), 100, 24), 100, 24));
-    assert!(
-        text.contains("not served by this cluster's API yet (stacks issue)"),
-        "{text}"
-    );
+    assert!(!text.contains("not served"), "{text}");
+    assert!(text.contains("The shop's database"), "{text}");
     let text = screen_text(&draw(&sized(on("connections"), 100, 24), 100, 24));
     assert!(!text.contains("not served"), "{text}");
     assert!(text.contains("203.0.113.10"), "{text}");
+}
+
+#[test]
+fn stack_descriptions_cut_at_80_columns_end_in_an_ellipsis() {
+    let text = screen_text(&draw(&sized(on("stacks"), 80, 24), 80, 24));
+    let web = text
+        .lines()
+        .find(|l| l.contains(" web "))
+        .expect("the web stack shown");
+    assert!(web.trim_end_matches([' ', '│']).ends_with('…'), "{web}");
+    let text = screen_text(&draw(&sized(on("stacks"), 160, 24), 160, 24));
+    assert!(!text.contains('…'), "{text}");
 }
 
 #[test]
@@ -721,7 +844,14 @@ fn tiny_terminals_do_not_panic() {
         on("tasks"),
         on("images"),
         on("connections"),
+        on("stacks"),
     ];
+    let mut a = on("stacks");
+    a.handle_key(Key::Char('X'));
+    apps.push(a);
+    let mut a = on("stacks");
+    a.handle_key(Key::Char('d'));
+    apps.push(a);
     let mut a = on("connections");
     a.handle_key(Key::Char('X'));
     apps.push(a);

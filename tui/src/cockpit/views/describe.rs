@@ -6,13 +6,14 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 use serde_json::Value;
 
-use super::{connections, find, ViewKind};
+use super::{connections, find, servers, stacks, ViewKind};
 use crate::cockpit::app::App;
 use crate::cockpit::theme::Theme;
 use crate::output::format_unix_utc;
 
 /// The object of `view` with `key`, as JSON (what the API said, merged for servers; connections
-/// also get their creation time in words and the cluster's address plan).
+/// also get their creation time in words and the cluster's address plan; stacks their creation
+/// time in words, how many servers run and one line per server).
 pub fn object(app: &App, view: ViewKind, key: &str) -> Option<Value> {
     let i = find(app, view, key)?;
     let value = match view {
@@ -38,9 +39,44 @@ pub fn object(app: &App, view: ViewKind, key: &str) -> Option<Value> {
             }
             Ok(value)
         }
+        ViewKind::Stacks => {
+            let st = app.stacks.get(i)?;
+            let mut value = serde_json::to_value(st).ok()?;
+            if let Value::Object(map) = &mut value {
+                map.insert("created".into(), format_unix_utc(st.created_at).into());
+                let running = format!("{} of {}", stacks::running(app, st), st.servers.len());
+                map.insert("running".into(), running.into());
+                let members: Vec<Value> = st
+                    .servers
+                    .iter()
+                    .map(|m| stack_member(app, &m.name, m).into())
+                    .collect();
+                map.insert("members".into(), Value::Array(members));
+            }
+            Ok(value)
+        }
         _ => return None,
     };
     value.ok()
+}
+
+/// One server of a stack in a line: `web-1: running on node-1 (desired running)`; what the
+/// reconciler saw when the cockpit knows the server, else `not seen`.
+fn stack_member(app: &App, name: &str, copy: &skiff_cluster::api::servers::ServerView) -> String {
+    let row = app
+        .servers
+        .binary_search_by(|s| s.view.name.as_str().cmp(name))
+        .ok()
+        .and_then(|i| app.servers.get(i));
+    let view = row.map_or(copy, |r| &r.view);
+    let power = row
+        .and_then(|r| r.actual.as_ref())
+        .map_or("not seen", |a| servers::power_name(a.power));
+    let node = view.node.as_deref().unwrap_or("no node");
+    format!(
+        "{name}: {power} on {node} (desired {})",
+        servers::desired_name(view.desired)
+    )
 }
 
 /// `value` as indented lines: `name: value`, lists as `- item`.

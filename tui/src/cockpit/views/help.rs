@@ -6,7 +6,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
 use crate::cockpit::command::COMMANDS;
-use crate::cockpit::keymap::{Group, KeyMap, ACTIONS, UNAVAILABLE};
+use crate::cockpit::keymap::{Group, KeyMap, ACTIONS};
 use crate::cockpit::theme::Theme;
 
 /// The help's lines.
@@ -31,13 +31,6 @@ pub fn lines(keymap: &KeyMap, theme: &Theme) -> Vec<Line<'static>> {
                 Span::raw(*what),
             ]));
         }
-    }
-    out.push(Line::styled("Not available yet", theme.accent));
-    for (what, why) in UNAVAILABLE {
-        out.push(Line::from(vec![
-            Span::styled(format!("  {what:<18}"), theme.label),
-            Span::styled(*why, theme.label),
-        ]));
     }
     out.push(Line::styled(
         "Commands (:name, Tab completes)",

@@ -15,9 +15,9 @@ pub mod nodes;
 pub mod overview;
 pub mod pools;
 pub mod servers;
+pub mod stacks;
 pub mod table;
 pub mod tasks;
-pub mod unavailable;
 pub mod users;
 
 use ratatui::layout::Constraint;
@@ -63,18 +63,11 @@ impl ViewKind {
     }
 }
 
-/// Why a view shows nothing: the API has no such resource yet.
-pub fn unavailable_reason(view: ViewKind) -> Option<&'static str> {
-    match view {
-        ViewKind::Stacks => Some("not served by this cluster's API yet (stacks issue)"),
-        _ => None,
-    }
-}
-
 /// Whether cells cut short on a narrow terminal end in `…`: views whose cells would read as
-/// something else when cut (a cut address is another address, a cut port list other ports).
+/// something else when cut (a cut address is another address, a cut port list other ports, a
+/// cut description a whole one).
 pub fn marks_cuts(view: ViewKind) -> bool {
-    view == ViewKind::Connections
+    matches!(view, ViewKind::Connections | ViewKind::Stacks)
 }
 
 /// One column of a list.
@@ -130,6 +123,7 @@ pub fn columns(view: ViewKind) -> &'static [Column] {
         ViewKind::Images => images::COLUMNS,
         ViewKind::Backups => backups::COLUMNS,
         ViewKind::Connections => connections::COLUMNS,
+        ViewKind::Stacks => stacks::COLUMNS,
         _ => &[],
     }
 }
@@ -147,6 +141,7 @@ pub fn len(app: &App, view: ViewKind) -> usize {
         ViewKind::Images => app.images.len(),
         ViewKind::Backups => app.backups.len(),
         ViewKind::Connections => app.connections.len(),
+        ViewKind::Stacks => app.stacks.len(),
         _ => 0,
     }
 }
@@ -164,6 +159,7 @@ pub fn key(app: &App, view: ViewKind, i: usize) -> Option<String> {
         ViewKind::Images => app.images.get(i)?.name.clone(),
         ViewKind::Backups => app.backups.get(i)?.id.to_string(),
         ViewKind::Connections => app.connections.get(i)?.name.clone(),
+        ViewKind::Stacks => app.stacks.get(i)?.name.clone(),
         _ => return None,
     })
 }
@@ -175,6 +171,7 @@ pub fn has_key(app: &App, view: ViewKind, i: usize, wanted: &str) -> bool {
         ViewKind::Servers => app.servers.get(i).is_some_and(|s| s.view.name == wanted),
         ViewKind::Users => app.users.get(i).is_some_and(|u| u.name == wanted),
         ViewKind::Connections => app.connections.get(i).is_some_and(|c| c.name == wanted),
+        ViewKind::Stacks => app.stacks.get(i).is_some_and(|s| s.name == wanted),
         _ => key(app, view, i).as_deref() == Some(wanted),
     }
 }
@@ -197,6 +194,7 @@ pub fn cells(app: &App, view: ViewKind, i: usize, theme: &Theme) -> Vec<Line<'st
         ViewKind::Images => app.images.get(i).map(|im| images::cells(im, theme)),
         ViewKind::Backups => app.backups.get(i).map(|b| backups::cells(b, theme)),
         ViewKind::Connections => app.connections.get(i).map(|c| connections::cells(c, theme)),
+        ViewKind::Stacks => app.stacks.get(i).map(|st| stacks::cells(app, st, theme)),
         _ => None,
     };
     cells.unwrap_or_default()
@@ -217,6 +215,7 @@ fn sort_key(app: &App, view: ViewKind, i: usize, col: usize) -> SortKey {
             .connections
             .get(i)
             .map(|c| connections::sort_key(c, col)),
+        ViewKind::Stacks => app.stacks.get(i).map(|st| stacks::sort_key(app, st, col)),
         _ => None,
     };
     key.unwrap_or(SortKey::Num(-1))
@@ -232,6 +231,13 @@ fn in_scope(app: &App, view: ViewKind, scope: &Scope, i: usize) -> bool {
         (ViewKind::Images, Scope::Node(node)) => {
             app.images.get(i).is_some_and(|im| &im.node == node)
         }
+        (ViewKind::Servers, Scope::Stack(stack)) => app.servers.get(i).is_some_and(|s| {
+            app.stacks
+                .binary_search_by(|st| st.name.as_str().cmp(stack))
+                .ok()
+                .and_then(|at| app.stacks.get(at))
+                .is_some_and(|st| st.servers.iter().any(|m| m.name == s.view.name))
+        }),
         _ => true,
     }
 }
