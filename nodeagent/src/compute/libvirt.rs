@@ -9,7 +9,8 @@
 //! Two-way consoles ([`Hypervisor::open_console`]) use a non-blocking libvirt stream, shuttled by
 //! a thread of their own. Non-blocking streams of a remote connection only receive data while an
 //! event loop runs, so the first connection registers libvirt's default event loop and runs it on
-//! a thread (`libvirt-events`) for the life of the process.
+//! a thread (`libvirt-events`) for the life of the process ([`super::libvirt_events`], which also
+//! delivers domain lifecycle events).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,24 +31,15 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 /// How long a console thread sleeps when nothing moved either way.
 const CONSOLE_IDLE: Duration = Duration::from_millis(15);
 
-/// Registers libvirt's default event loop and runs it on a thread, once per process, before the
-/// first connection is opened (connections opened earlier would not use it).
+/// Registers libvirt's default event loop and runs it, once per process, before the first
+/// connection is opened (connections opened earlier would not use it); says once when it cannot.
 fn ensure_event_loop() {
-    static STARTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    STARTED.get_or_init(|| {
-        if let Err(e) = virt::event::event_register_default_impl() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if let Err(e) = super::libvirt_events::ensure_event_loop() {
+        WARNED.call_once(|| {
             tracing::warn!(error = %e, "cannot register libvirt's event loop: two-way consoles will not receive output");
-            return false;
-        }
-        let spawned = std::thread::Builder::new()
-            .name("libvirt-events".into())
-            .spawn(|| loop {
-                if virt::event::event_run_default_impl().is_err() {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            });
-        spawned.is_ok()
-    });
+        });
+    }
 }
 
 /// Why [`LibvirtHypervisor::connect`] failed.

@@ -26,6 +26,9 @@ pub mod domain_xml;
 pub mod fake;
 pub mod figures;
 pub mod libvirt;
+/// The crate's one FFI module: libvirt's domain event API has no safe wrapper in `virt`.
+#[allow(unsafe_code)]
+pub mod libvirt_events;
 
 /// Gossip key a compute node publishes with the kind of its hypervisor (`fake`, later `libvirt`);
 /// the reconciler asks only nodes that publish it for reports.
