@@ -6,6 +6,10 @@
 //! bring its power to the desired state) and to drop one ([`AgentRequest::Remove`]). Every request
 //! is idempotent, so the leader may repeat it after a timeout, an agent restart or a change of
 //! leader. A request an agent cannot decode gets an [`AgentReply::Error`], never a panic.
+//!
+//! One request goes the other way: a compute node tells the leader that something changed on it
+//! ([`AgentRequest::Changed`], e.g. a guest powered itself off), so the leader reconciles at once
+//! instead of at its next pass. It is only a hint: the leader still asks for a `Report`.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +21,9 @@ pub const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5
 /// Time the leader gives an agent to carry out an `Ensure` or `Remove`, beyond the wait of a
 /// graceful shutdown (see [`AgentRequest::timeout`]).
 pub const WORK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Time a node gives the leader to take a `Changed` hint (it is only a hint: the leader's
+/// periodic pass is the fallback).
+pub const CHANGED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Largest request an agent accepts (a server record is a few KiB).
 pub const MAX_REQUEST: usize = 1 << 20;
 
@@ -65,6 +72,11 @@ pub enum AgentRequest {
         #[serde(default = "default_console_bytes")]
         max_bytes: u64,
     },
+    /// Node to leader: the domain `server` on node `node` changed by itself (a lifecycle event
+    /// of its hypervisor): reconcile soon. Carries no state; the leader answers `Done` (a node
+    /// that does not lead answers it too: it is harmless). An older leader refuses it as a bad
+    /// request, and the sender falls back on the leader's periodic pass.
+    Changed { node: String, server: String },
 }
 
 /// How much console output is sent when the request does not say.
@@ -220,6 +232,7 @@ impl AgentRequest {
             // Copies of whole disks.
             AgentRequest::Backup { .. } => WORK_TIMEOUT * 30,
             AgentRequest::Console { .. } => REPORT_TIMEOUT,
+            AgentRequest::Changed { .. } => CHANGED_TIMEOUT,
         }
     }
 
@@ -233,6 +246,7 @@ impl AgentRequest {
             },
             AgentRequest::Remove { name } => format!("remove {name}"),
             AgentRequest::Console { name, .. } => format!("console {name}"),
+            AgentRequest::Changed { node, server } => format!("changed {server} on {node}"),
             AgentRequest::Image { name, op } => format!("{} {name}", op.kind()),
             AgentRequest::Backup { id, op, .. } => format!("{} {id}", op.kind()),
         }
@@ -285,6 +299,10 @@ mod tests {
                 force_after_secs: 5,
             },
             AgentRequest::Remove { name: "x".into() },
+            AgentRequest::Changed {
+                node: "n1".into(),
+                server: "web".into(),
+            },
         ] {
             assert_eq!(AgentRequest::decode(&r.encode()).unwrap(), r);
         }
@@ -304,6 +322,25 @@ mod tests {
     }
 
     #[test]
+    fn changed_wire_format() {
+        // The format other versions see: tagged like every request.
+        let r = AgentRequest::Changed {
+            node: "n1".into(),
+            server: "web".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"request": "changed", "node": "n1", "server": "web"})
+        );
+        assert_eq!(
+            AgentRequest::decode(br#"{"server":"web","request":"changed","node":"n1"}"#).unwrap(),
+            r
+        );
+        assert_eq!(r.timeout(), CHANGED_TIMEOUT);
+        assert_eq!(r.describe(), "changed web on n1");
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         let big = vec![b'{'; MAX_REQUEST + 1];
         let cases: Vec<&[u8]> = vec![
@@ -316,6 +353,12 @@ mod tests {
             br#"{"request":"remove"}"#,
             br#"{"request":"remove","name":7}"#,
             br#"{"request":"ensure","server":{"name":"x"}}"#,
+            br#"{"request":"changed"}"#,
+            br#"{"request":"changed","node":"n1"}"#,
+            br#"{"request":"changed","node":"n1","server":7}"#,
+            br#"{"request":"changed","node":null,"server":"web"}"#,
+            br#"{"request":"changed","node":"n1","server":"web","extra":1}"#,
+            br#"{"request":"Changed","node":"n1","server":"web"}"#,
             &big,
         ];
         for c in cases {

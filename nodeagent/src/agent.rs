@@ -54,6 +54,9 @@ pub struct Node {
     pub ssh: Option<Arc<crate::ssh::SshService>>,
     /// HA leases and self-fencing (both the compute and the leader side).
     pub fencing: Arc<crate::fencing::Fencing>,
+    /// Wakes the reconciler before its next pass is due: a node's `Changed` hint (see
+    /// [`crate::compute::changes`]).
+    pub reconcile_wake: Arc<tokio::sync::Notify>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -194,6 +197,7 @@ impl Node {
             leader,
             ssh,
             fencing: crate::fencing::Fencing::new(fence_after),
+            reconcile_wake: Arc::new(tokio::sync::Notify::new()),
             shutdown: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
         });

@@ -1,7 +1,8 @@
 //! The reconciler: a leader-only loop that carries out queued tasks on the nodes' agents and
 //! drives what actually exists towards the desired state.
 //!
-//! Every [`PASS_INTERVAL`], while this node serves as leader:
+//! Every [`PASS_INTERVAL`], while this node serves as leader (sooner when a compute node sends a
+//! `Changed` hint: a guest stopped or crashed by itself; see [`until_next_pass`]):
 //! 1. **Tasks.** Each queued `server.*` task (and each running one that no work of this leader
 //!    carries: an old leader's) is marked running through Raft, sent to the server's node over
 //!    `skiff-agent/1` as an idempotent `Ensure` or `Remove`, its log recorded, and finished.
@@ -41,6 +42,42 @@ use crate::compute::GOSSIP_HYPERVISOR;
 
 /// Time between two passes.
 pub const PASS_INTERVAL: Duration = Duration::from_millis(500);
+/// The least time between the starts of two passes when hints wake the reconciler early: a burst
+/// of hints (or a node sending too many) cannot make it spin.
+pub const MIN_WAKE_GAP: Duration = Duration::from_millis(50);
+
+/// Why the reconciler woke up for its next pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Woken {
+    /// [`PASS_INTERVAL`] went by.
+    Interval,
+    /// Leadership started or ended.
+    Leadership,
+    /// A node's `Changed` hint (through `wake`).
+    Hint,
+}
+
+/// Waits until the next pass is due: [`PASS_INTERVAL`] from now, a change of leadership, or a
+/// hint on `wake` (then no sooner than [`MIN_WAKE_GAP`] after `last_pass` started). A hint that
+/// came during the pass is not lost: `Notify` keeps one permit.
+pub async fn until_next_pass(
+    wake: &tokio::sync::Notify,
+    active: &mut tokio::sync::watch::Receiver<Option<u64>>,
+    last_pass: Instant,
+) -> Woken {
+    tokio::select! {
+        _ = active.changed() => Woken::Leadership,
+        _ = tokio::time::sleep(PASS_INTERVAL) => Woken::Interval,
+        _ = wake.notified() => {
+            let since = last_pass.elapsed();
+            if since < MIN_WAKE_GAP {
+                tokio::time::sleep(MIN_WAKE_GAP - since).await;
+            }
+            Woken::Hint
+        }
+    }
+}
+
 /// A task whose node stays down this long (seconds since it was created) fails.
 pub const NODE_DOWN_GRACE_SECS: u64 = 30;
 /// Transport failures tolerated while carrying out one task before it fails.
@@ -530,6 +567,7 @@ pub async fn run(node: Arc<Node>) {
     let mut active = leader.watch();
     let mut memory: Option<Memory> = None;
     loop {
+        let started = Instant::now();
         match node.serving_term() {
             Some(term) => {
                 if memory.as_ref().map(|m| m.term) != Some(term) {
@@ -547,9 +585,8 @@ pub async fn run(node: Arc<Node>) {
                 }
             }
         }
-        tokio::select! {
-            _ = active.changed() => {}
-            _ = tokio::time::sleep(PASS_INTERVAL) => {}
+        if until_next_pass(&node.reconcile_wake, &mut active, started).await == Woken::Hint {
+            debug!("reconciling early: a node reported a change");
         }
     }
 }
@@ -1135,6 +1172,63 @@ mod tests {
     use skiff_cluster::agentproto::{DomainPower, DomainReport};
     use skiff_cluster::state::tasks::open_task;
     use skiff_cluster::state::ServerSpec;
+
+    /// A node's `Changed` hint, taken by the agent handler, wakes the reconciler well before
+    /// its interval; without a hint it sleeps the interval.
+    #[tokio::test]
+    async fn a_changed_hint_wakes_the_reconciler() {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (_tx, mut active) = tokio::sync::watch::channel(Some(1u64));
+        let handler = crate::compute::agent_handler::AgentHandler::new(
+            "leader".into(),
+            Some(Arc::new(crate::compute::fake::FakeHypervisor::new())),
+        )
+        .with_reconcile_wake(wake.clone());
+
+        let t0 = Instant::now();
+        let reply = handler
+            .serve(AgentRequest::Changed {
+                node: "n1".into(),
+                server: "web".into(),
+            })
+            .await;
+        assert!(matches!(reply, AgentReply::Done { .. }), "{reply:?}");
+        // A burst makes one early pass, not one each.
+        for _ in 0..5 {
+            handler
+                .serve(AgentRequest::Changed {
+                    node: "n1".into(),
+                    server: "web".into(),
+                })
+                .await;
+        }
+        let woken = until_next_pass(&wake, &mut active, t0).await;
+        assert_eq!(woken, Woken::Hint);
+        assert!(t0.elapsed() < PASS_INTERVAL / 2, "{:?}", t0.elapsed());
+        assert!(t0.elapsed() >= MIN_WAKE_GAP, "{:?}", t0.elapsed());
+
+        let t1 = Instant::now();
+        assert_eq!(
+            until_next_pass(&wake, &mut active, t1).await,
+            Woken::Interval
+        );
+        assert!(t1.elapsed() >= PASS_INTERVAL);
+
+        // A node that runs no servers (the leader may be one) takes hints too.
+        let bare = crate::compute::agent_handler::AgentHandler::new("leader".into(), None)
+            .with_reconcile_wake(wake.clone());
+        let reply = bare
+            .serve(AgentRequest::Changed {
+                node: "n1".into(),
+                server: "web".into(),
+            })
+            .await;
+        assert!(matches!(reply, AgentReply::Done { .. }), "{reply:?}");
+        assert_eq!(
+            until_next_pass(&wake, &mut active, Instant::now()).await,
+            Woken::Hint
+        );
+    }
 
     fn server(name: &str, node: &str, desired: PowerState, generation: u64) -> ServerRecord {
         ServerRecord {

@@ -1,5 +1,6 @@
 //! The `skiff-agent/1` handler every node serves: carries out the leader's `Report`, `Ensure` and
-//! `Remove` against this node's [`Hypervisor`]. Every request is idempotent: `Ensure` looks at what
+//! `Remove` against this node's [`Hypervisor`], and takes other nodes' `Changed` hints (it wakes
+//! this node's reconciler, which acts only while the node leads). Every request is idempotent: `Ensure` looks at what
 //! exists and does only what is missing, so repeating it (after a timeout, a restart, a change of
 //! leader) is harmless. Requests for the same server are carried out one at a time.
 
@@ -34,6 +35,8 @@ pub struct AgentHandler {
     figures: Option<Arc<super::figures::Sampler>>,
     /// The node-local pool's images, for `Image` work.
     images: Option<crate::storage::images::ImageStore>,
+    /// Wakes this node's reconciler when another node reports a change (`Changed`).
+    reconcile_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl AgentHandler {
@@ -48,7 +51,14 @@ impl AgentHandler {
             disks: None,
             figures: None,
             images: None,
+            reconcile_wake: None,
         }
+    }
+
+    /// Wakes `wake` (the reconciler's) on every `Changed` hint from a node.
+    pub fn with_reconcile_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.reconcile_wake = Some(wake);
+        self
     }
 
     /// Adds the servers' live figures from `sampler` to every report.
@@ -86,6 +96,18 @@ impl AgentHandler {
 
     /// Answers one request (already decoded).
     pub async fn serve(&self, req: AgentRequest) -> AgentReply {
+        // A hint for the leader, whether or not this node runs servers itself.
+        if let AgentRequest::Changed { node, server } = &req {
+            debug!(%node, %server, "a node reports a change: reconciling early");
+            if let Some(w) = &self.reconcile_wake {
+                // One stored permit at most: a burst of hints makes one early pass.
+                w.notify_one();
+            }
+            return AgentReply::Done {
+                log: Vec::new(),
+                domain: None,
+            };
+        }
         let Some(h) = self.hypervisor.clone() else {
             return AgentReply::error(
                 AgentErrorCode::ComputeDisabled,
@@ -102,7 +124,7 @@ impl AgentHandler {
             AgentRequest::Image { name, .. } => Some(format!("image:{name}")),
             AgentRequest::Backup { id, .. } => Some(format!("backup:{id}")),
             // Reading the console needs no lock: it changes nothing.
-            AgentRequest::Console { .. } => None,
+            AgentRequest::Console { .. } | AgentRequest::Changed { .. } => None,
         };
         let lock = name.as_deref().map(|n| self.lock_for(n));
         let _guard = match &lock {
@@ -129,7 +151,8 @@ impl AgentHandler {
                 | AgentRequest::Image { .. }
                 | AgentRequest::Backup { .. }
                 | AgentRequest::Report
-                | AgentRequest::Console { .. } => {}
+                | AgentRequest::Console { .. }
+                | AgentRequest::Changed { .. } => {}
             }
         }
         let (node, generation) = (self.node.clone(), self.generation);
@@ -180,6 +203,11 @@ impl AgentHandler {
                     Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
                 }
             }
+            // Answered above.
+            AgentRequest::Changed { .. } => AgentReply::Done {
+                log: Vec::new(),
+                domain: None,
+            },
             AgentRequest::Image { name, op } => match &images {
                 None => AgentReply::error(
                     AgentErrorCode::Hypervisor,

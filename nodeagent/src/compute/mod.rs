@@ -2,7 +2,8 @@
 //! hypervisor backends implement: [`libvirt::LibvirtHypervisor`] (domain XML from
 //! [`domain_xml`]) and the in-memory [`fake::FakeHypervisor`]; [`disks`] makes the servers' disk
 //! images in the node-local pool; [`agent_handler`] serves the leader's `skiff-agent/1` requests
-//! against them.
+//! against them. With libvirt, [`changes`] turns domain lifecycle events ([`libvirt_events`], the
+//! crate's one FFI module) into `Changed` hints, so the leader reconciles at once.
 //!
 //! Architecture invariant: every `Hypervisor` method may block (libvirt calls do): call them from
 //! `tokio::task::spawn_blocking`, never on the async runtime.
@@ -20,6 +21,7 @@ use tracing::{error, info, warn};
 use crate::agent::Node;
 
 pub mod agent_handler;
+pub mod changes;
 pub mod console;
 pub mod disks;
 pub mod domain_xml;
@@ -396,10 +398,17 @@ pub async fn start(node: &Arc<Node>) {
             sampler.clone(),
         ));
         tokio::spawn(crate::fencing::run(Arc::downgrade(node), h.clone()));
+        if h.kind() == "libvirt" {
+            tokio::spawn(changes::run(
+                Arc::downgrade(node),
+                node.config.compute.libvirt_uri.clone(),
+            ));
+        }
     }
     let mut handler = agent_handler::AgentHandler::new(node.name.clone(), hypervisor.clone())
         .with_fencing(node.fencing.clone())
-        .with_figures(sampler);
+        .with_figures(sampler)
+        .with_reconcile_wake(node.reconcile_wake.clone());
     // Images live in the node-local pool whatever the hypervisor (the fake one too: qemu-img
     // works without it), on every node that runs servers.
     let images = match &disks {
