@@ -91,7 +91,7 @@ pub enum EventsError {
 }
 
 /// What the callback shares with the listener: the sender, taken out (dropped) on stop so the
-/// receiver ends at once whenever libvirt calls the free callback.
+/// receiver ends at once, whenever libvirt gets to calling the free callback.
 struct Shared {
     tx: Mutex<Option<UnboundedSender<LifecycleEvent>>>,
 }
@@ -213,7 +213,8 @@ impl LibvirtEvents {
             unsafe {
                 sys::virConnectDomainEventDeregisterAny(conn.as_ptr(), self.callback_id);
             }
-            // `Connect`'s own drop panics when closing fails: close without it.
+            // `Connect`'s drop closes the connection and panics when that fails: keep such a
+            // panic here (this also runs from `Drop`).
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(conn)));
         }
         if let Ok(mut tx) = self.shared.tx.lock() {
