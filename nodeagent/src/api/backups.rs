@@ -80,7 +80,7 @@ pub(super) async fn list(
     let views: Vec<BackupView> = state
         .backups
         .values()
-        .filter(|b| p.role == UserRole::Admin || b.owner == p.name)
+        .filter(|b| p.may_see(&b.owner))
         .map(|b| BackupView::of(&state, b))
         .collect();
     ok(views)

@@ -44,7 +44,7 @@ fn visible<'a>(
     state
         .connections
         .get(name)
-        .filter(|c| p.role == UserRole::Admin || c.owner == p.name)
+        .filter(|c| p.may_see(&c.owner))
         .ok_or_else(|| {
             Failure::new(
                 StatusCode::NOT_FOUND,
@@ -83,7 +83,7 @@ async fn list(
     let views: Vec<ConnectionView> = state
         .connections
         .values()
-        .filter(|c| p.role == UserRole::Admin || c.owner == p.name)
+        .filter(|c| p.may_see(&c.owner))
         .map(|c| ConnectionView::of(&state, c))
         .collect();
     ok(views)

@@ -193,7 +193,7 @@ pub(super) async fn action(
         v.ok_or_else(|| Failure::bad_request(format!("{action} needs {what}")))
     };
     // Only cloning may be done to another user's (an admin's) master.
-    let own = p.role == UserRole::Admin || image.owner == p.name;
+    let own = p.may_see(&image.owner);
     if action != "clone" && !own {
         return Err(not_found(&name));
     }
