@@ -109,6 +109,7 @@ impl LeaderServices {
     ) {
         let mut lease_until: Option<(Instant, u64)> = None;
         loop {
+            let mut unconfirmed = false;
             if *shutdown.borrow() {
                 break;
             }
@@ -143,6 +144,8 @@ impl LeaderServices {
                 let term = raft.metrics().borrow().current_term;
                 if confirmed && term == m.current_term {
                     lease_until = Some((started + lease, term));
+                } else {
+                    unconfirmed = true;
                 }
             }
             match lease_until {
@@ -161,8 +164,15 @@ impl LeaderServices {
                 }
                 None => self.set(None).await,
             }
-            // Sleep until the next check, but never past the lease's end.
-            let mut wake = Instant::now() + check_every;
+            // Sleep until the next check, but never past the lease's end. A round that failed
+            // (one slow reply on a busy machine) is tried again at once while the lease lasts:
+            // waiting a whole heartbeat would leave room for one more try at most.
+            let pause = if unconfirmed && lease_until.is_some() {
+                Duration::from_millis(5)
+            } else {
+                check_every
+            };
+            let mut wake = Instant::now() + pause;
             if let Some((until, _)) = lease_until {
                 wake = wake.min(until);
             }

@@ -276,7 +276,7 @@ async fn peers_from_another_ca_expired_or_revoked_are_refused() {
     )
     .unwrap();
     let r = hasty
-        .request(target, ALPN_RAFT, b"{}".to_vec(), Duration::from_micros(1))
+        .request(target, ALPN_RAFT, b"{}".to_vec(), Duration::ZERO)
         .await;
     assert!(matches!(r, Err(TransportError::Timeout(_))), "{r:?}");
     wait_until(LIMIT, "the abandoned handshake to finish", || async {

@@ -449,46 +449,45 @@ async fn sessions_end_when_leadership_moves() {
     );
 
     // The new leader serves on its own address; the client reconnects there, and its host key
-    // is the same (derived from the cluster CA).
-    let new_leader = {
-        let start = Instant::now();
-        loop {
-            let serving: Vec<usize> = others
-                .iter()
-                .copied()
-                .filter(|i| c.node(*i).serving_term().is_some())
-                .collect();
-            if let [one] = serving[..] {
-                break one;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "no new leader");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let new_port = {
-        let start = Instant::now();
-        loop {
-            if let Some(a) = c.node(new_leader).ssh.as_ref().and_then(|s| s.local_addr()) {
-                break a.port();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no SSH on the new leader"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    // is the same (derived from the cluster CA). On a busy machine leadership may move once more
+    // while the client reconnects: that session ends the same way (75), and the client, like an
+    // operator, connects to whoever leads then.
     let host_key = |i: usize| {
         std::fs::read_to_string(c.dirs[i].join("ssh_host_ed25519_key.pub"))
             .expect("host public key")
     };
-    assert_eq!(host_key(leader), host_key(new_leader));
-    let again = Tmux::start(&ssh_command(&key, new_port, "alice"), 120, 40);
-    again
-        .wait_screen(Duration::from_secs(20), "alice's cockpit again", |s| {
-            is_cockpit_of(s, "alice", &c.names[new_leader])
-        })
-        .await;
+    let start = Instant::now();
+    let again = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no stable cockpit on a new leader within 60 s"
+        );
+        let serving: Vec<usize> = others
+            .iter()
+            .copied()
+            .filter(|i| c.node(*i).serving_term().is_some())
+            .collect();
+        let [new_leader] = serving[..] else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Some(new_port) = c.node(new_leader).ssh.as_ref().and_then(|s| s.local_addr()) else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        assert_eq!(host_key(leader), host_key(new_leader));
+        let again = Tmux::start(&ssh_command(&key, new_port.port(), "alice"), 120, 40);
+        let screen = again
+            .wait_screen(Duration::from_secs(20), "alice's cockpit again", |s| {
+                is_cockpit_of(s, "alice", &c.names[new_leader]) || exit_status(s).is_some()
+            })
+            .await;
+        match exit_status(&screen) {
+            None => break again,
+            Some(75) => continue,
+            Some(other) => panic!("ssh exited {other}:\n{screen}"),
+        }
+    };
     again.keys(&["C-c"]);
     let screen = again
         .wait_screen(Duration::from_secs(10), "ssh to exit", |s| {
