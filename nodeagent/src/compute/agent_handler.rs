@@ -37,7 +37,14 @@ pub struct AgentHandler {
     images: Option<crate::storage::images::ImageStore>,
     /// Wakes this node's reconciler when another node reports a change (`Changed`).
     reconcile_wake: Option<Arc<tokio::sync::Notify>>,
+    /// Slots for heavy disk work (`Image`, `Backup`): at most [`HEAVY_WORK_SLOTS`] at once, so a
+    /// burst of conversions or backups cannot take every disk and core from the running guests.
+    heavy: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many `Image` and `Backup` requests a node carries out at once; the others wait their
+/// turn (in arrival order) while the leader's request waits for the answer.
+pub const HEAVY_WORK_SLOTS: usize = 2;
 
 impl AgentHandler {
     /// `hypervisor: None`: this node does not run servers (compute disabled).
@@ -52,6 +59,7 @@ impl AgentHandler {
             figures: None,
             images: None,
             reconcile_wake: None,
+            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_WORK_SLOTS)),
         }
     }
 
@@ -155,6 +163,14 @@ impl AgentHandler {
                 | AgentRequest::Changed { .. } => {}
             }
         }
+        // Heavy disk work waits for a slot (after its object's lock: the same image twice
+        // never takes two slots).
+        let _slot = match &req {
+            AgentRequest::Image { .. } | AgentRequest::Backup { .. } => {
+                self.heavy.clone().acquire_owned().await.ok()
+            }
+            _ => None,
+        };
         let (node, generation) = (self.node.clone(), self.generation);
         let disks = self.disks.clone();
         let images = self.images.clone();
@@ -587,5 +603,69 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// A stand-in `qemu-img` whose `create` takes 300 ms and notes when it starts and ends.
+    fn slow_qemu_img(dir: &std::path::Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("qemu-img");
+        let log = dir.join("runs.log");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n\
+                 echo start >> {log}\n\
+                 sleep 0.3\n\
+                 for a; do last=\"$a\"; prev=\"$p\"; p=\"$a\"; done\n\
+                 touch \"$prev\"\n\
+                 echo end >> {log}\n",
+                log = log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn heavy_image_work_runs_at_most_two_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = slow_qemu_img(dir.path());
+        let pool = dir.path().join("pool");
+        std::fs::create_dir(&pool).unwrap();
+        let store = crate::storage::images::ImageStore::new(pool.clone())
+            .unwrap()
+            .with_qemu_img(program);
+        let h = Arc::new(
+            AgentHandler::new("n1".into(), Some(Arc::new(FakeHypervisor::new())))
+                .with_images(store),
+        );
+        let mut work = tokio::task::JoinSet::new();
+        for i in 0..5 {
+            let h = h.clone();
+            work.spawn(async move {
+                h.serve(AgentRequest::Image {
+                    name: format!("img{i}"),
+                    op: skiff_cluster::state::ImageOp::Create { size_gib: 1 },
+                })
+                .await
+            });
+        }
+        while let Some(r) = work.join_next().await {
+            let r = r.unwrap();
+            assert!(matches!(r, AgentReply::Done { .. }), "{r:?}");
+        }
+        // Replay the start/end marks: never more than two running.
+        let runs = std::fs::read_to_string(dir.path().join("runs.log")).unwrap();
+        let (mut running, mut most) = (0i32, 0i32);
+        for line in runs.lines() {
+            running += if line == "start" { 1 } else { -1 };
+            most = most.max(running);
+        }
+        assert_eq!(runs.lines().count(), 10, "{runs}");
+        assert_eq!(most, HEAVY_WORK_SLOTS as i32, "{runs}");
+        for i in 0..5 {
+            assert!(pool.join(format!("img{i}.qcow2")).exists(), "img{i}");
+        }
     }
 }
