@@ -77,6 +77,10 @@ pub enum AgentRequest {
     /// that does not lead answers it too: it is harmless). An older leader refuses it as a bad
     /// request, and the sender falls back on the leader's periodic pass.
     Changed { node: String, server: String },
+    /// Move the image file `name` of the node's local pool, which nothing in the desired state
+    /// explains, aside into the pool's `.orphans/` directory (kept for an operator, out of the
+    /// pool's namespace). Idempotent: a file already gone counts as done.
+    SetAside { name: String },
 }
 
 /// How much console output is sent when the request does not say.
@@ -141,6 +145,20 @@ pub struct AgentReport {
     /// Live figures of the running servers (rates over the agent's last sampling interval).
     #[serde(default)]
     pub figures: Vec<ServerFigures>,
+    /// The image files of the node-local pool (images and servers' disks), sorted by name.
+    #[serde(default)]
+    pub images: Vec<ImageFileReport>,
+}
+
+/// One image file that exists in a node's local pool.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageFileReport {
+    /// The image name (the file is `NAME.qcow2`).
+    pub name: String,
+    /// Bytes the file takes on disk.
+    pub bytes: u64,
+    /// Seconds since the file last changed.
+    pub age_secs: u64,
 }
 
 /// What a running server uses, measured by its node's agent over its last sampling interval
@@ -228,7 +246,9 @@ impl AgentRequest {
             AgentRequest::Ensure {
                 force_after_secs, ..
             } => WORK_TIMEOUT + std::time::Duration::from_secs(*force_after_secs),
-            AgentRequest::Remove { .. } | AgentRequest::Image { .. } => WORK_TIMEOUT,
+            AgentRequest::Remove { .. }
+            | AgentRequest::Image { .. }
+            | AgentRequest::SetAside { .. } => WORK_TIMEOUT,
             // Copies of whole disks.
             AgentRequest::Backup { .. } => WORK_TIMEOUT * 30,
             AgentRequest::Console { .. } => REPORT_TIMEOUT,
@@ -247,6 +267,7 @@ impl AgentRequest {
             AgentRequest::Remove { name } => format!("remove {name}"),
             AgentRequest::Console { name, .. } => format!("console {name}"),
             AgentRequest::Changed { node, server } => format!("changed {server} on {node}"),
+            AgentRequest::SetAside { name } => format!("set aside {name}"),
             AgentRequest::Image { name, op } => format!("{} {name}", op.kind()),
             AgentRequest::Backup { id, op, .. } => format!("{} {id}", op.kind()),
         }

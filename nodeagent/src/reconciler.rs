@@ -86,6 +86,9 @@ pub const TASK_SEND_ATTEMPTS: u32 = 5;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// An upload task older than this (seconds) that no API request on this leader carries fails.
 pub const ORPHAN_UPLOAD_SECS: u64 = 60;
+/// An image file in a pool that nothing in the desired state explains is set aside once it has
+/// not changed for this long (seconds): a margin over any work in flight that made it.
+pub const ORPHAN_IMAGE_SECS: u64 = 120;
 /// Who the reconciler's Raft writes are from.
 pub const ACTOR: &str = "system";
 
@@ -296,6 +299,11 @@ pub enum DriftAction {
         node: String,
         name: String,
     },
+    /// Move an image file nothing explains out of the node's pool (see [`ORPHAN_IMAGE_SECS`]).
+    SetAside {
+        node: String,
+        name: String,
+    },
 }
 
 impl DriftAction {
@@ -304,6 +312,7 @@ impl DriftAction {
         match self {
             DriftAction::Ensure { node, server } => format!("{}@{node}", server.name),
             DriftAction::Remove { node, name } => format!("{name}@{node}"),
+            DriftAction::SetAside { node, name } => format!("image:{name}@{node}"),
         }
     }
 }
@@ -423,8 +432,45 @@ pub fn plan_drift(
                 });
             }
         }
+        for f in &r.images {
+            if f.age_secs >= ORPHAN_IMAGE_SECS && !image_explained(state, tasks, node, &f.name) {
+                actions.push(DriftAction::SetAside {
+                    node: node.clone(),
+                    name: f.name.clone(),
+                });
+            }
+        }
     }
     (actions, view)
+}
+
+/// Whether the desired state accounts for the image file `name` in `node`'s pool: an image
+/// recorded there (made, pending or being removed), or a disk (`SERVER-diskN`) of a server
+/// placed there or with a task under way (a move or removal may hold disks on two nodes).
+fn image_explained(
+    state: &ClusterState,
+    tasks: &HashMap<String, ServerTasks>,
+    node: &str,
+    name: &str,
+) -> bool {
+    if state.images.get(name).is_some_and(|i| i.node == node) {
+        return true;
+    }
+    let Some(server) = disk_owner(name) else {
+        return false;
+    };
+    state
+        .servers
+        .get(server)
+        .is_some_and(|s| s.node.as_deref() == Some(node))
+        || matches!(tasks.get(server), Some(ServerTasks::Open(_)))
+}
+
+/// The server whose disk `name` is (`web-disk0` → `web`).
+fn disk_owner(name: &str) -> Option<&str> {
+    let (server, index) = name.rsplit_once("-disk")?;
+    (!server.is_empty() && !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(server)
 }
 
 /// Whether a server on a dead node should be restarted elsewhere.
@@ -1138,6 +1184,10 @@ fn run_drift(
                     },
                 ),
                 DriftAction::Remove { node, name } => (node, AgentRequest::Remove { name }),
+                DriftAction::SetAside { node, name } => {
+                    warn!(%node, image = %name, "an image file nothing explains: setting it aside");
+                    (node, AgentRequest::SetAside { name })
+                }
             };
             let what = req.describe();
             let failed = match send(&node, &to, req).await {
@@ -1256,6 +1306,7 @@ mod tests {
             agent_generation: 1,
             hypervisor: "fake".into(),
             figures: Vec::new(),
+            images: Vec::new(),
             domains: domains
                 .iter()
                 .map(|(n, p, g)| DomainReport {
@@ -1265,6 +1316,79 @@ mod tests {
                 })
                 .collect(),
         })
+    }
+
+    #[test]
+    fn image_files_nothing_explains_are_set_aside_once_old_enough() {
+        use skiff_cluster::agentproto::ImageFileReport;
+        use skiff_cluster::state::ImageRecord;
+        let mut state = state_with(&[
+            server("web", "n1", PowerState::Running, 1),
+            server("moving", "n2", PowerState::Running, 1),
+        ]);
+        let image = |name: &str, node: &str| ImageRecord {
+            name: name.into(),
+            owner: "alice".into(),
+            node: node.into(),
+            pool: "local".into(),
+            size_gib: 1,
+            master: false,
+            parent: None,
+            snapshots: Vec::new(),
+            created_at: 1,
+            ready: true,
+            pending: None,
+        };
+        state.images.insert("base".into(), image("base", "n1"));
+        state
+            .images
+            .insert("elsewhere".into(), image("elsewhere", "n2"));
+        let mut tasks = HashMap::new();
+        tasks.insert("moving".to_string(), ServerTasks::Open(7));
+        let old = ORPHAN_IMAGE_SECS;
+        let files = [
+            ("base", old),         // an image of this node
+            ("web-disk0", old),    // a disk of a server placed here
+            ("web-disk3", old),    // any disk of it
+            ("moving-disk0", old), // placed elsewhere, but a task is moving it
+            ("elsewhere", old),    // recorded on another node: not this file
+            ("gone-disk0", old),   // a disk of no server
+            ("stray", old),        // no record at all
+            ("fresh", old - 1),    // too new to judge
+            ("web-diskette", old), // not a disk name: an image nothing records
+        ];
+        let mut r = match report("n1", &[]) {
+            NodeReport::Report(r) => r,
+            _ => unreachable!(),
+        };
+        r.images = files
+            .iter()
+            .map(|(name, age)| ImageFileReport {
+                name: (*name).into(),
+                bytes: 1,
+                age_secs: *age,
+            })
+            .collect();
+        let mut reports = BTreeMap::new();
+        reports.insert("n1".to_string(), NodeReport::Report(r));
+        let (actions, _) = plan_drift(&state, &reports, &tasks, &is_shared_pool);
+        let aside: Vec<String> = actions
+            .iter()
+            .filter(|a| matches!(a, DriftAction::SetAside { .. }))
+            .map(DriftAction::key)
+            .collect();
+        assert_eq!(
+            aside,
+            [
+                "image:elsewhere@n1",
+                "image:gone-disk0@n1",
+                "image:stray@n1",
+                "image:web-diskette@n1"
+            ]
+        );
+        assert_eq!(disk_owner("web-disk12"), Some("web"));
+        assert_eq!(disk_owner("-disk1"), None);
+        assert_eq!(disk_owner("web-disk"), None);
     }
 
     #[test]

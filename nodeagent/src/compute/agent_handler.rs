@@ -132,6 +132,7 @@ impl AgentHandler {
             AgentRequest::Image { name, .. } => Some(format!("image:{name}")),
             AgentRequest::Backup { id, .. } => Some(format!("backup:{id}")),
             // Reading the console needs no lock: it changes nothing.
+            AgentRequest::SetAside { name } => Some(format!("image:{name}")),
             AgentRequest::Console { .. } | AgentRequest::Changed { .. } => None,
         };
         let lock = name.as_deref().map(|n| self.lock_for(n));
@@ -160,6 +161,7 @@ impl AgentHandler {
                 | AgentRequest::Backup { .. }
                 | AgentRequest::Report
                 | AgentRequest::Console { .. }
+                | AgentRequest::SetAside { .. }
                 | AgentRequest::Changed { .. } => {}
             }
         }
@@ -187,6 +189,12 @@ impl AgentHandler {
                     hypervisor: h.kind().to_string(),
                     domains: domains.into_iter().map(report_of).collect(),
                     figures,
+                    // A pool that cannot be listed reports nothing: the leader sets aside only
+                    // files it was told about.
+                    images: images
+                        .as_ref()
+                        .and_then(|s| s.files().ok())
+                        .unwrap_or_default(),
                 }),
                 Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
             },
@@ -231,6 +239,23 @@ impl AgentHandler {
                 ),
                 Some(store) => match crate::storage::work::carry_out(store, &name, &op) {
                     Ok(log) => AgentReply::Done { log, domain: None },
+                    Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
+                },
+            },
+            AgentRequest::SetAside { name } => match &images {
+                None => AgentReply::error(
+                    AgentErrorCode::Hypervisor,
+                    format!("node {node} has no image pool"),
+                ),
+                Some(store) => match store.set_aside(&name) {
+                    Ok(Some(to)) => AgentReply::Done {
+                        log: vec![format!("set {name} aside: {}", to.display())],
+                        domain: None,
+                    },
+                    Ok(None) => AgentReply::Done {
+                        log: vec![format!("{name} is gone already")],
+                        domain: None,
+                    },
                     Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
                 },
             },

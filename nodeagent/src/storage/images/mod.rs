@@ -37,6 +37,7 @@ mod chain;
 mod error;
 mod files;
 mod name;
+mod orphans;
 mod qemu;
 mod transfer;
 mod types;
