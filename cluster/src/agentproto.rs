@@ -246,10 +246,11 @@ impl AgentRequest {
             AgentRequest::Ensure {
                 force_after_secs, ..
             } => WORK_TIMEOUT + std::time::Duration::from_secs(*force_after_secs),
+            // Copies of whole disks.
+            AgentRequest::Image { op, .. } if op.copies_data() => WORK_TIMEOUT * 30,
             AgentRequest::Remove { .. }
             | AgentRequest::Image { .. }
             | AgentRequest::SetAside { .. } => WORK_TIMEOUT,
-            // Copies of whole disks.
             AgentRequest::Backup { .. } => WORK_TIMEOUT * 30,
             AgentRequest::Console { .. } => REPORT_TIMEOUT,
             AgentRequest::Changed { .. } => CHANGED_TIMEOUT,
@@ -359,6 +360,23 @@ mod tests {
         );
         assert_eq!(r.timeout(), CHANGED_TIMEOUT);
         assert_eq!(r.describe(), "changed web on n1");
+    }
+
+    #[test]
+    fn image_copies_get_the_long_timeout() {
+        use crate::state::ImageOp;
+        let image = |op| AgentRequest::Image {
+            name: "a".into(),
+            op,
+        };
+        assert_eq!(image(ImageOp::Flatten).timeout(), WORK_TIMEOUT * 30);
+        let convert = ImageOp::Convert {
+            from: "b".into(),
+            compress: false,
+        };
+        assert_eq!(image(convert).timeout(), WORK_TIMEOUT * 30);
+        assert_eq!(image(ImageOp::Remove).timeout(), WORK_TIMEOUT);
+        assert_eq!(image(ImageOp::Flatten).describe(), "image.flatten a");
     }
 
     #[test]

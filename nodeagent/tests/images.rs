@@ -1,6 +1,7 @@
 //! The image store against the real `qemu-img` (and `qemu-io` to write guest data), each test in
-//! its own temp directory: masters and clones, snapshots, resize, flatten, check, import/export,
-//! and the refusals (bad names, images in use, missing or damaged files) that must change nothing.
+//! its own temp directory: masters and clones, snapshots, resize, flatten (in place and into a
+//! new image, compressed or not), check, import/export, and the refusals (bad names, images in
+//! use, missing or damaged files) that must change nothing.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -155,6 +156,108 @@ fn master_clone_chain_and_refusals() {
     assert!(!s.is_master("base").expect("flag"));
     s.remove("base").expect("remove base");
     assert_eq!(files(s.root()), ["standalone.qcow2"]);
+}
+
+#[test]
+fn flatten_in_place_keeps_the_data_and_drops_the_master() {
+    let Some((_dir, s)) = store() else { return };
+    let base = s.create("base", 64 * MIB).expect("create");
+    assert!(qemu_io(&base, "write -P 0x11 0 1M"));
+    s.make_master("base").expect("master");
+    let child = s.clone_child("base", "vm").expect("clone");
+    assert!(qemu_io(&child, "write -P 0x22 1M 1M"));
+    let before = mode(&child);
+
+    assert!(s.flatten_in_place("vm").expect("flatten"));
+    let info = s.info("vm").expect("info");
+    assert!(info.backing_chain.is_empty(), "{info:?}");
+    assert_eq!(info.virtual_size, 64 * MIB);
+    assert_eq!(mode(&child), before, "the image keeps its mode");
+    assert!(qemu_io(&child, "read -P 0x11 0 1M"), "the master's data");
+    assert!(qemu_io(&child, "read -P 0x22 1M 1M"), "the child's data");
+    // Nothing to do the second time; nothing left aside.
+    assert!(!s.flatten_in_place("vm").expect("again"));
+    assert_eq!(files(s.root()), ["base.master", "base.qcow2", "vm.qcow2"]);
+
+    // The master is free, and the image no longer needs it.
+    s.unmaster("base").expect("unmaster");
+    s.remove("base").expect("remove");
+    assert!(qemu_io(&child, "read -P 0x11 0 1M"));
+    s.check("vm").expect("check");
+}
+
+#[test]
+fn flatten_in_place_refusals_change_nothing() {
+    let Some((_dir, s)) = store() else { return };
+    s.create("base", 64 * MIB).expect("create");
+    s.make_master("base").expect("master");
+    s.clone_child("base", "vm").expect("clone");
+    s.snapshot_create("vm", "s1").expect("snapshot");
+    let before = files(s.root());
+    match s.flatten_in_place("vm") {
+        Err(ImageError::HasSnapshots { image, snapshots }) => {
+            assert_eq!((image.as_str(), snapshots), ("vm", vec!["s1".to_owned()]))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.flatten_in_place("base"),
+        Err(ImageError::IsMaster(_))
+    ));
+    assert!(matches!(
+        s.flatten_in_place("ghost"),
+        Err(ImageError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.flatten_in_place("../x"),
+        Err(ImageError::InvalidName { .. })
+    ));
+    assert_eq!(files(s.root()), before);
+    assert_eq!(s.info("vm").expect("info").backing_chain.len(), 1);
+}
+
+#[test]
+fn convert_into_makes_a_standalone_compressed_copy() {
+    let Some((_dir, s)) = store() else { return };
+    let base = s.create("base", 64 * MIB).expect("create");
+    // Compressible data: a long run of one byte.
+    assert!(qemu_io(&base, "write -P 0x33 0 16M"));
+    s.make_master("base").expect("master");
+    s.clone_child("base", "vm").expect("clone");
+    s.snapshot_create("vm", "s1").expect("snapshot");
+
+    let plain = s.convert_into("vm", "plain", false).expect("convert");
+    let packed = s.convert_into("vm", "packed", true).expect("compressed");
+    for (path, name) in [(&plain, "plain"), (&packed, "packed")] {
+        let info = s.info(name).expect("info");
+        assert!(info.backing_chain.is_empty() && info.snapshots.is_empty());
+        assert_eq!(info.virtual_size, 64 * MIB);
+        assert!(qemu_io(path, "read -P 0x33 0 16M"), "{name} has the data");
+    }
+    let size = |p: &PathBuf| fs::metadata(p).expect("stat").len();
+    assert!(size(&packed) < size(&plain), "compression made it smaller");
+    // The source is untouched; a taken name is refused.
+    assert_eq!(s.info("vm").expect("info").backing_chain.len(), 1);
+    assert_eq!(s.snapshot_list("vm").expect("list").len(), 1);
+    assert!(matches!(
+        s.convert_into("vm", "plain", true),
+        Err(ImageError::AlreadyExists(_))
+    ));
+    // A master converts too (it is only read).
+    s.convert_into("base", "copy", false)
+        .expect("convert a master");
+    assert!(!s.is_master("copy").expect("flag"));
+    assert_eq!(
+        files(s.root()),
+        [
+            "base.master",
+            "base.qcow2",
+            "copy.qcow2",
+            "packed.qcow2",
+            "plain.qcow2",
+            "vm.qcow2"
+        ]
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Images through the API on an in-process 3-node cluster (real qcow2 files made by `qemu-img` in
-//! the nodes' local pools): create, master, clone, snapshot, revert, resize, remove; the rules
-//! that protect masters; who sees and may act on what; bad input changes nothing.
+//! Images through the API on in-process clusters (real qcow2 files made by `qemu-img` in the
+//! nodes' local pools): create, master, clone, snapshot, revert, resize, flatten, convert, remove;
+//! the rules that protect masters; who sees and may act on what; bad input changes nothing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,7 +44,260 @@ fn action(name: Option<&str>, snapshot: Option<&str>, size: Option<u64>) -> Imag
         name: name.map(Into::into),
         snapshot: snapshot.map(Into::into),
         size_gib: size,
+        ..Default::default()
     }
+}
+
+/// The body of `convert`: the new image's name, compressed or not.
+fn convert_to(to: &str, compress: bool) -> ImageActionRequest {
+    ImageActionRequest {
+        to: Some(to.into()),
+        compress,
+        ..Default::default()
+    }
+}
+
+/// `qemu-img info --output=json -U` of a file.
+fn qemu_info(file: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json", "-U"])
+        .arg(file)
+        .output()
+        .expect("qemu-img (Debian's qemu-utils)");
+    assert!(
+        out.status.success(),
+        "qemu-img info {}: {out:?}",
+        file.display()
+    );
+    serde_json::from_slice(&out.stdout).expect("qemu-img info JSON")
+}
+
+/// File names in a directory, sorted.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flatten_and_convert_free_masters_and_make_standalone_images() {
+    let c = TestCluster::start(ClusterSpec::new(1, 1)).await;
+    c.wait_single_leader(LIMIT).await;
+    c.wait_figures(LIMIT).await;
+    let admin = c.client();
+    let alice = user_client(&c, "alice", UserRole::User).await;
+    let bob = user_client(&c, "bob", UserRole::User).await;
+    let carol = user_client(&c, "carol", UserRole::ReadOnly).await;
+    let pool0: PathBuf = c.dirs[0].join("pools/local");
+    let none = ImageActionRequest::default();
+
+    // An admin's master with data in it; alice's clone with data of its own.
+    let req = CreateImageRequest {
+        name: "base".into(),
+        size_gib: 1,
+        node: None,
+    };
+    done(&admin, admin.create_image(&req).await.unwrap()).await;
+    assert!(qemu_io(&pool0.join("base.qcow2"), "write -P 0x11 0 1M"));
+    done(
+        &admin,
+        admin.image_action("base", "master", &none).await.unwrap(),
+    )
+    .await;
+    let t = alice
+        .image_action("base", "clone", &action(Some("web"), None, None))
+        .await
+        .unwrap();
+    done(&alice, t).await;
+    let web_file = pool0.join("web.qcow2");
+    assert!(qemu_io(&web_file, "write -P 0x22 1M 1M"));
+
+    // Convert: a new standalone image of alice's, compressed; the source stays a clone.
+    let t = alice
+        .image_action("web", "convert", &convert_to("web-copy", true))
+        .await
+        .unwrap();
+    let task = alice.wait_task(t.task_id, LIMIT).await.unwrap();
+    assert_eq!(
+        (task.state, task.kind.as_str()),
+        (TaskState::Succeeded, "image.convert"),
+        "{task:?}"
+    );
+    assert!(
+        task.log.iter().any(|l| l.contains("compressed")),
+        "{:?}",
+        task.log
+    );
+    let copy = alice.image("web-copy").await.unwrap();
+    assert_eq!(
+        (
+            copy.owner.as_str(),
+            copy.parent.as_deref(),
+            copy.size_gib,
+            copy.ready
+        ),
+        ("alice", None, 1, true)
+    );
+    let copy_file = pool0.join("web-copy.qcow2");
+    let info = qemu_info(&copy_file);
+    assert!(info.get("backing-filename").is_none(), "{info}");
+    assert_eq!(info["virtual-size"], qemu_info(&web_file)["virtual-size"]);
+    assert!(
+        qemu_io(&copy_file, "read -P 0x11 0 1M"),
+        "the master's data"
+    );
+    assert!(
+        qemu_io(&copy_file, "read -P 0x22 1M 1M"),
+        "the clone's data"
+    );
+    let web = alice.image("web").await.unwrap();
+    assert_eq!(web.parent.as_deref(), Some("base"));
+    assert!(qemu_info(&web_file).get("backing-filename").is_some());
+
+    // Refusals: others do not see alice's image, read-only users cannot act, alice cannot
+    // rewrite or copy the admin's master; bad input is a clear 4xx. Nothing changes.
+    let before = files_in(&pool0);
+    let refusals = [
+        (bob.image_action("web", "flatten", &none).await, 404),
+        (
+            bob.image_action("web", "convert", &convert_to("mine", false))
+                .await,
+            404,
+        ),
+        (carol.image_action("base", "flatten", &none).await, 403),
+        (
+            carol
+                .image_action("base", "convert", &convert_to("mine", false))
+                .await,
+            403,
+        ),
+        (alice.image_action("base", "flatten", &none).await, 404),
+        (
+            alice
+                .image_action("base", "convert", &convert_to("mine", false))
+                .await,
+            404,
+        ),
+        (alice.image_action("ghost", "flatten", &none).await, 404),
+        (
+            alice
+                .image_action("ghost", "convert", &convert_to("mine", false))
+                .await,
+            404,
+        ),
+        (
+            alice
+                .image_action("web", "convert", &convert_to("base", false))
+                .await,
+            409,
+        ),
+        (
+            alice
+                .image_action("web", "convert", &convert_to("Bad/Name", false))
+                .await,
+            400,
+        ),
+        (
+            alice
+                .image_action("web", "convert", &convert_to("x-disk0", false))
+                .await,
+            400,
+        ),
+        (alice.image_action("web", "convert", &none).await, 400),
+        // The master is the base of web: it is not rewritten.
+        (admin.image_action("base", "flatten", &none).await, 409),
+    ];
+    for (i, (r, status)) in refusals.into_iter().enumerate() {
+        assert_eq!(code(r).0, status, "refusal {i}");
+    }
+    let mut names: Vec<String> = admin
+        .images()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["base", "web", "web-copy"], "nothing was made");
+    assert_eq!(files_in(&pool0), before, "no file was touched");
+
+    // Flatten: web keeps its data and drops its master, which then can be unmastered.
+    assert_eq!(
+        code(admin.image_action("base", "unmaster", &none).await),
+        (409, "invalid_state".into())
+    );
+    done(
+        &alice,
+        alice.image_action("web", "flatten", &none).await.unwrap(),
+    )
+    .await;
+    let web = alice.image("web").await.unwrap();
+    assert_eq!((web.parent, web.size_gib, web.ready), (None, 1, true));
+    assert!(qemu_info(&web_file).get("backing-filename").is_none());
+    assert!(qemu_io(&web_file, "read -P 0x11 0 1M"), "the master's data");
+    assert!(qemu_io(&web_file, "read -P 0x22 1M 1M"), "the clone's data");
+    assert!(admin.image("base").await.unwrap().children.is_empty());
+
+    // Flattened again: nothing to do, and the task says so.
+    let t = alice.image_action("web", "flatten", &none).await.unwrap();
+    let task = alice.wait_task(t.task_id, LIMIT).await.unwrap();
+    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+    assert_eq!(task.kind, "image.flatten");
+    assert!(
+        task.log.iter().any(|l| l.contains("nothing to flatten")),
+        "{:?}",
+        task.log
+    );
+
+    // A server whose disk is a clone of the master keeps it from being rewritten (409).
+    let server = CreateServerRequest {
+        name: "app".into(),
+        memory_mib: 64,
+        vcpus: 1,
+        disks: vec![DiskSpec {
+            image: Some("base".into()),
+            size_gib: 1,
+            pool: None,
+        }],
+        nics: vec![],
+        boot_order: vec![],
+        autostart: false,
+        lock_to_node: None,
+        node: None,
+        ha: false,
+        iso: None,
+        start: true,
+    };
+    done(&alice, alice.create_server(&server).await.unwrap()).await;
+    match admin.image_action("base", "flatten", &none).await {
+        Err(ClientError::Api {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 409);
+            assert!(message.contains("servers app"), "{message}");
+        }
+        other => panic!("flattening a master in use: {other:?}"),
+    }
+    done(&alice, alice.remove_server("app").await.unwrap()).await;
+
+    // The master, free now, is unmastered and removed; web does not need it.
+    done(
+        &admin,
+        admin.image_action("base", "unmaster", &none).await.unwrap(),
+    )
+    .await;
+    done(&admin, admin.remove_image("base").await.unwrap()).await;
+    assert!(!pool0.join("base.qcow2").exists());
+    assert!(qemu_io(&web_file, "read -P 0x11 0 1M"));
+    assert_eq!(
+        files_in(&pool0),
+        ["web-copy.qcow2", "web.qcow2"],
+        "nothing left aside"
+    );
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

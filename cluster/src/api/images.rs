@@ -11,7 +11,7 @@ use crate::state::ClusterState;
 
 /// The actions of `POST /api/v1/images/{name}/{action}`.
 pub const IMAGE_ACTIONS: &[&str] = &[
-    "clone", "master", "unmaster", "snapshot", "revert", "resize",
+    "clone", "master", "unmaster", "snapshot", "revert", "resize", "flatten", "convert",
 ];
 
 /// An image as the API shows it.
@@ -81,6 +81,12 @@ pub struct ImageActionRequest {
     /// `resize`: the new (larger) size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_gib: Option<u64>,
+    /// `convert`: the new image's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `convert`: compress the new image's data (qcow2 compression: smaller, slower to write).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compress: bool,
 }
 
 impl ApiClient {

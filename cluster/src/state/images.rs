@@ -2,13 +2,14 @@
 //! the storage issue), each owned by a user.
 //!
 //! Every operation is two writes. The first ([`ImageCommand::Create`], [`ImageCommand::Clone`],
-//! [`ImageCommand::Act`]) checks the request against the state, records it as the image's
-//! `pending` operation and opens an `image.*` task; the reconciler has the image's node carry it
-//! out and then writes [`ImageCommand::Settle`], which makes the state say what now exists on the
-//! node: a created image becomes ready (or is forgotten when the node could not make it), a
-//! snapshot is listed, a removed image is dropped. So the state never claims what the node has
-//! not done, and a refused or failed operation changes nothing. One operation at a time per image:
-//! a second one while the first is open is refused naming the task.
+//! [`ImageCommand::Convert`], [`ImageCommand::Act`]) checks the request against the state, records
+//! it as the image's `pending` operation and opens an `image.*` task; the reconciler has the
+//! image's node carry it out and then writes [`ImageCommand::Settle`], which makes the state say
+//! what now exists on the node: a created image becomes ready (or is forgotten when the node could
+//! not make it), a snapshot is listed, a flattened image loses its master, a removed image is
+//! dropped. So the state never claims what the node has not done, and a refused or failed
+//! operation changes nothing. One operation at a time per image: a second one while the first is
+//! open is refused naming the task (an image being converted into another counts as busy too).
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,16 @@ pub enum ImageOp {
         size_gib: u64,
     },
     Remove,
+    /// Fold the image's master into it, in place: it no longer depends on the master (a no-op
+    /// for an image without one).
+    Flatten,
+    /// A new standalone image (the one this operation is pending on) with the full contents of
+    /// `from`, its master folded in, compressed when `compress` says so; `from` is left as it is.
+    Convert {
+        from: String,
+        #[serde(default)]
+        compress: bool,
+    },
 }
 
 impl ImageOp {
@@ -95,7 +106,14 @@ impl ImageOp {
             ImageOp::Revert { .. } => "image.revert",
             ImageOp::Resize { .. } => "image.resize",
             ImageOp::Remove => "image.remove",
+            ImageOp::Flatten => "image.flatten",
+            ImageOp::Convert { .. } => "image.convert",
         }
+    }
+
+    /// Whether the operation copies a whole image (and so may take long on the node).
+    pub fn copies_data(&self) -> bool {
+        matches!(self, ImageOp::Flatten | ImageOp::Convert { .. })
     }
 }
 
@@ -115,6 +133,15 @@ pub enum ImageCommand {
         name: String,
         from: String,
         owner: String,
+    },
+    /// A new standalone image `name` with the full contents of `from` (its master folded in,
+    /// compressed when `compress` says so), on `from`'s node.
+    Convert {
+        name: String,
+        from: String,
+        owner: String,
+        #[serde(default)]
+        compress: bool,
     },
     /// A new image on `node` whose bytes the leader is about to receive (its size is known once
     /// the node has them: [`ImageCommand::Settle`]'s `size_gib`).
@@ -143,6 +170,7 @@ impl ImageCommand {
         match self {
             ImageCommand::Create { name, .. } => ("image.create", name.clone()),
             ImageCommand::Clone { name, .. } => ("image.clone", name.clone()),
+            ImageCommand::Convert { name, .. } => ("image.convert", name.clone()),
             ImageCommand::Upload { name, .. } => ("image.upload", name.clone()),
             ImageCommand::Act { name, work } => (work.kind(), name.clone()),
             ImageCommand::Settle { name, .. } => ("image.settle", name.clone()),
@@ -215,15 +243,35 @@ pub fn servers_using<'a>(
         .map(|s| s.name.as_str())
 }
 
-/// The open task an image is busy with, if any (a pending operation whose task ended, e.g. was
-/// cancelled, no longer blocks).
+/// The open task an image is busy with, if any: its own pending operation, or a conversion
+/// reading it into another image (a pending operation whose task ended, e.g. was cancelled, no
+/// longer blocks).
 pub fn busy_with(state: &ClusterState, image: &ImageRecord) -> Option<u64> {
-    let p = image.pending.as_ref()?;
+    image
+        .pending
+        .as_ref()
+        .and_then(|p| open_task_id(state, p.task_id))
+        .or_else(|| converting_from(state, &image.name))
+}
+
+/// `task_id` if that task is still open.
+fn open_task_id(state: &ClusterState, task_id: u64) -> Option<u64> {
     state
         .tasks
-        .get(&p.task_id)
+        .get(&task_id)
         .filter(|t| !t.state.is_final())
         .map(|t| t.id)
+}
+
+/// The open task of a conversion that reads `source` into a new image.
+fn converting_from(state: &ClusterState, source: &str) -> Option<u64> {
+    state.images.values().find_map(|i| match &i.pending {
+        Some(PendingImageOp {
+            task_id,
+            op: ImageOp::Convert { from, .. },
+        }) if from == source => open_task_id(state, *task_id),
+        _ => None,
+    })
 }
 
 /// Storage (GiB) of `owner`'s images.
@@ -253,6 +301,33 @@ fn in_use_by(state: &ClusterState, name: &str) -> Option<String> {
         return Some(format!("servers {}", servers.join(", ")));
     }
     None
+}
+
+/// Refuses to flatten an image whose file others read or that must not be rewritten: a master
+/// (read-only; the base of clones and servers' disks), and a clone with internal snapshots
+/// (flattening copies only the current contents, so they would be lost). An image without a
+/// master passes: the node finds nothing to do.
+fn check_flatten(state: &ClusterState, image: &ImageRecord) -> Result<(), CommandOutcome> {
+    let name = &image.name;
+    let state_err = |m: String| refused(RefusalCode::InvalidState, m);
+    if let Some(users) = in_use_by(state, name) {
+        return Err(state_err(format!(
+            "image {name} is the base of {users}: it cannot be rewritten under them"
+        )));
+    }
+    if image.master {
+        return Err(state_err(match &image.parent {
+            None => format!("image {name} is a master: it has no master of its own to fold in"),
+            Some(_) => format!("image {name} is a master (read-only): unmaster it first"),
+        }));
+    }
+    if image.parent.is_some() && !image.snapshots.is_empty() {
+        return Err(state_err(format!(
+            "image {name} has snapshots ({}): flattening keeps only its current contents and would lose them; convert it into a new image instead",
+            image.snapshots.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn apply(state: &mut ClusterState, cmd: &ImageCommand, at: u64) -> CommandOutcome {
@@ -415,6 +490,39 @@ fn try_apply(
                 at,
             ))
         }
+        ImageCommand::Convert {
+            name,
+            from,
+            owner,
+            compress,
+        } => {
+            check_image_name("image", name).map_err(invalid)?;
+            if state.images.contains_key(name) {
+                return Err(taken(name));
+            }
+            let source = state.images.get(from).ok_or_else(|| {
+                refused(RefusalCode::NotFound, format!("no image named {from:?}"))
+            })?;
+            if !source.ready {
+                return Err(refused(
+                    RefusalCode::InvalidState,
+                    format!("image {from} was never made: there is nothing to convert"),
+                ));
+            }
+            if let Some(task) = busy_with(state, source) {
+                return Err(refused(
+                    RefusalCode::Conflict,
+                    format!("image {from} is busy with task {task}"),
+                ));
+            }
+            let (node, size) = (source.node.clone(), source.size_gib);
+            check_quota(state, owner, size)?;
+            let op = ImageOp::Convert {
+                from: from.clone(),
+                compress: *compress,
+            };
+            Ok(new_record(state, name, owner, &node, size, None, op, at))
+        }
         ImageCommand::Act { name, work: op } => {
             let image = state.images.get(name).ok_or_else(|| {
                 refused(RefusalCode::NotFound, format!("no image named {name:?}"))
@@ -430,9 +538,15 @@ fn try_apply(
                 return Err(state_err(format!("image {name} was never made: remove it")));
             }
             match op {
-                ImageOp::Create { .. } | ImageOp::Clone { .. } | ImageOp::Upload => {
-                    return Err(invalid("create, clone and upload make new images".into()))
+                ImageOp::Create { .. }
+                | ImageOp::Clone { .. }
+                | ImageOp::Upload
+                | ImageOp::Convert { .. } => {
+                    return Err(invalid(
+                        "create, clone, upload and convert make new images".into(),
+                    ))
                 }
+                ImageOp::Flatten => check_flatten(state, image)?,
                 ImageOp::MakeMaster => {
                     if image.master {
                         return Err(state_err(format!("image {name} is already a master")));
@@ -531,12 +645,21 @@ fn try_apply(
                 ));
             };
             match (pending.op, *ok) {
-                (ImageOp::Create { .. } | ImageOp::Clone { .. }, true) => rec.ready = true,
+                (
+                    ImageOp::Create { .. } | ImageOp::Clone { .. } | ImageOp::Convert { .. },
+                    true,
+                ) => rec.ready = true,
                 (ImageOp::Upload, true) => {
                     rec.ready = true;
                     rec.size_gib = size_gib.unwrap_or(rec.size_gib);
                 }
-                (ImageOp::Create { .. } | ImageOp::Clone { .. } | ImageOp::Upload, false) => {
+                (
+                    ImageOp::Create { .. }
+                    | ImageOp::Clone { .. }
+                    | ImageOp::Upload
+                    | ImageOp::Convert { .. },
+                    false,
+                ) => {
                     // The node made nothing (it rolls back what it started).
                     state.images.remove(name);
                 }
@@ -544,6 +667,8 @@ fn try_apply(
                 (ImageOp::Unmaster, true) => rec.master = false,
                 (ImageOp::Snapshot { snapshot }, true) => rec.snapshots.push(snapshot),
                 (ImageOp::Resize { size_gib }, true) => rec.size_gib = size_gib,
+                // Standalone now: its master no longer counts it as a child.
+                (ImageOp::Flatten, true) => rec.parent = None,
                 (ImageOp::Remove, true) => {
                     state.images.remove(name);
                 }
@@ -648,6 +773,52 @@ mod tests {
             let back: Result<Command, _> = serde_json::from_str(&json);
             assert_eq!(back.ok(), Some(c), "{json}");
         }
+    }
+
+    #[test]
+    fn new_operations_round_trip_and_old_entries_still_parse() {
+        let cmds = [
+            Command::Image(ImageCommand::Act {
+                name: "a".into(),
+                work: ImageOp::Flatten,
+            }),
+            Command::Image(ImageCommand::Convert {
+                name: "b".into(),
+                from: "a".into(),
+                owner: "o".into(),
+                compress: true,
+            }),
+        ];
+        for c in cmds {
+            let json = serde_json::to_string(&c).unwrap_or_default();
+            let back: Result<Command, _> = serde_json::from_str(&json);
+            assert_eq!(back.ok(), Some(c), "{json}");
+        }
+        // A log entry written before these operations existed reads as it did.
+        let old = serde_json::to_value(Command::Image(ImageCommand::Act {
+            name: "a".into(),
+            work: ImageOp::Resize { size_gib: 2 },
+        }))
+        .unwrap_or_default();
+        let back: Result<Command, _> = serde_json::from_value(old);
+        assert!(matches!(
+            back,
+            Ok(Command::Image(ImageCommand::Act {
+                work: ImageOp::Resize { size_gib: 2 },
+                ..
+            }))
+        ));
+        // `compress` may be left out.
+        let op: Result<ImageOp, _> = serde_json::from_str(r#"{"image_work":"convert","from":"a"}"#);
+        assert_eq!(
+            op.ok(),
+            Some(ImageOp::Convert {
+                from: "a".into(),
+                compress: false
+            })
+        );
+        assert_eq!(ImageOp::Flatten.kind(), "image.flatten");
+        assert!(ImageOp::Flatten.copies_data() && !ImageOp::Remove.copies_data());
     }
 
     #[test]
@@ -758,6 +929,194 @@ mod tests {
         let t = task_of(&act(&mut s, "base", ImageOp::Unmaster));
         settle(&mut s, "base", t, true);
         assert!(!s.images["base"].master);
+    }
+
+    /// A ready master `base` (2 GiB) with a ready clone `child`.
+    fn master_and_child(s: &mut ClusterState) {
+        let t = create(s, "base", 2);
+        settle(s, "base", t, true);
+        let t = task_of(&act(s, "base", ImageOp::MakeMaster));
+        settle(s, "base", t, true);
+        let t = task_of(&run(
+            s,
+            ImageCommand::Clone {
+                name: "child".into(),
+                from: "base".into(),
+                owner: "admin".into(),
+            },
+        ));
+        settle(s, "child", t, true);
+    }
+
+    fn message(o: &CommandOutcome) -> String {
+        match o {
+            CommandOutcome::Refused { message, .. } => message.clone(),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flattening_a_child_frees_its_master() {
+        let mut s = state();
+        master_and_child(&mut s);
+        // The master itself has nothing to fold in.
+        let o = act(&mut s, "base", ImageOp::Flatten);
+        assert_eq!(code(&o), Some(RefusalCode::InvalidState));
+        assert!(message(&o).contains("is the base of images child"), "{o:?}");
+        let t = task_of(&act(&mut s, "child", ImageOp::Flatten));
+        assert_eq!(s.tasks[&t].kind, "image.flatten");
+        // Until the node has done it, the child still uses the master.
+        assert_eq!(
+            code(&act(&mut s, "base", ImageOp::Unmaster)),
+            Some(RefusalCode::InvalidState)
+        );
+        assert_eq!(
+            code(&act(&mut s, "child", ImageOp::Flatten)),
+            Some(RefusalCode::Conflict)
+        );
+        settle(&mut s, "child", t, true);
+        assert_eq!(s.images["child"].parent, None);
+        assert_eq!(children(&s, "base").count(), 0);
+        let t = task_of(&act(&mut s, "base", ImageOp::Unmaster));
+        settle(&mut s, "base", t, true);
+        assert!(!s.images["base"].master);
+        // An image without a master (even one with snapshots): accepted, the node finds
+        // nothing to do.
+        let snap = ImageOp::Snapshot {
+            snapshot: "s1".into(),
+        };
+        let t = task_of(&act(&mut s, "child", snap));
+        settle(&mut s, "child", t, true);
+        let t = task_of(&act(&mut s, "child", ImageOp::Flatten));
+        settle(&mut s, "child", t, true);
+        assert_eq!(s.images["child"].parent, None);
+        assert_eq!(s.images["child"].snapshots, ["s1"]);
+    }
+
+    #[test]
+    fn flatten_refusals_change_nothing() {
+        let mut s = state();
+        master_and_child(&mut s);
+        // A master without children: it has no master of its own.
+        let t = create(&mut s, "lone", 1);
+        settle(&mut s, "lone", t, true);
+        let t = task_of(&act(&mut s, "lone", ImageOp::MakeMaster));
+        settle(&mut s, "lone", t, true);
+        let o = act(&mut s, "lone", ImageOp::Flatten);
+        assert_eq!(code(&o), Some(RefusalCode::InvalidState));
+        assert!(message(&o).contains("no master of its own"), "{o:?}");
+        // A child with snapshots would lose them.
+        let snap = ImageOp::Snapshot {
+            snapshot: "s1".into(),
+        };
+        let t = task_of(&act(&mut s, "child", snap));
+        settle(&mut s, "child", t, true);
+        let before = s.images.clone();
+        let o = act(&mut s, "child", ImageOp::Flatten);
+        assert_eq!(code(&o), Some(RefusalCode::InvalidState));
+        assert!(message(&o).contains("snapshots (s1)"), "{o:?}");
+        // An unknown image.
+        assert_eq!(
+            code(&act(&mut s, "ghost", ImageOp::Flatten)),
+            Some(RefusalCode::NotFound)
+        );
+        assert_eq!(s.images, before);
+        // A failed flatten leaves the child a child.
+        let mut s = state();
+        master_and_child(&mut s);
+        let t = task_of(&act(&mut s, "child", ImageOp::Flatten));
+        settle(&mut s, "child", t, false);
+        assert_eq!(s.images["child"].parent.as_deref(), Some("base"));
+    }
+
+    fn convert(s: &mut ClusterState, name: &str, from: &str, owner: &str) -> CommandOutcome {
+        run(
+            s,
+            ImageCommand::Convert {
+                name: name.into(),
+                from: from.into(),
+                owner: owner.into(),
+                compress: true,
+            },
+        )
+    }
+
+    #[test]
+    fn convert_makes_a_new_standalone_image() {
+        let mut s = state();
+        master_and_child(&mut s);
+        let t = task_of(&convert(&mut s, "copy", "child", "admin"));
+        let copy = &s.images["copy"];
+        assert_eq!(
+            (
+                copy.ready,
+                copy.parent.as_deref(),
+                copy.size_gib,
+                copy.owner.as_str()
+            ),
+            (false, None, 2, "admin")
+        );
+        assert_eq!(copy.node, s.images["child"].node);
+        assert_eq!(s.tasks[&t].kind, "image.convert");
+        // The source is busy while it is read: no other operation, no second conversion.
+        assert_eq!(busy_with(&s, &s.images["child"]), Some(t));
+        assert_eq!(
+            code(&act(&mut s, "child", ImageOp::Remove)),
+            Some(RefusalCode::Conflict)
+        );
+        assert_eq!(
+            code(&convert(&mut s, "copy2", "child", "admin")),
+            Some(RefusalCode::Conflict)
+        );
+        settle(&mut s, "copy", t, true);
+        assert!(s.images["copy"].ready && s.images["copy"].pending.is_none());
+        assert_eq!(busy_with(&s, &s.images["child"]), None);
+        assert_eq!(s.images["child"].parent.as_deref(), Some("base"));
+        // A master converts too; a failed conversion leaves nothing.
+        let t = task_of(&convert(&mut s, "copy2", "base", "admin"));
+        settle(&mut s, "copy2", t, false);
+        assert!(!s.images.contains_key("copy2"));
+    }
+
+    #[test]
+    fn convert_refusals_change_nothing() {
+        let mut s = state();
+        master_and_child(&mut s);
+        let before = s.images.clone();
+        let cases = [
+            (
+                convert(&mut s, "child", "base", "admin"),
+                RefusalCode::NameTaken,
+            ),
+            (
+                convert(&mut s, "new", "ghost", "admin"),
+                RefusalCode::NotFound,
+            ),
+            (
+                convert(&mut s, "Bad/Name", "base", "admin"),
+                RefusalCode::Invalid,
+            ),
+            (
+                convert(&mut s, "x-disk0", "base", "admin"),
+                RefusalCode::Invalid,
+            ),
+            (
+                convert(&mut s, "new", "base", "nobody"),
+                RefusalCode::NotFound,
+            ),
+        ];
+        for (o, want) in cases {
+            assert_eq!(code(&o), Some(want), "{o:?}");
+        }
+        if let Some(u) = s.users.get_mut("admin") {
+            u.quotas.storage_gib = Some(5);
+        }
+        // 2 (base) + 2 (child) in use, 2 more asked.
+        assert_eq!(
+            code(&convert(&mut s, "new", "child", "admin")),
+            Some(RefusalCode::QuotaExceeded)
+        );
+        assert_eq!(s.images, before);
     }
 
     #[test]

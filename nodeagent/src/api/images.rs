@@ -1,8 +1,9 @@
 //! The control API's image routes (`/api/v1/images`).
 //!
-//! Permissions: a user sees and acts on their own images; the masters of admins are templates
-//! every user sees and may clone (into an image of their own); an admin sees and acts on all; a
-//! read-only user sees and cannot act (403). Images of others are answered 404, as if they did
+//! Permissions: a user sees and acts on their own images (converting one into a new image of
+//! their own included); the masters of admins are templates every user sees and may clone (into
+//! an image of their own); an admin sees and acts on all; a read-only user sees and cannot act
+//! (403). Images of others are answered 404, as if they did
 //! not exist. Every write answers 202 with the task that carries it out on the image's node; the
 //! state changes only once the node has done it (see `skiff_cluster::state::images`).
 
@@ -224,6 +225,20 @@ pub(super) async fn action(
                 ImageOp::Revert { snapshot }
             };
             ImageCommand::Act { name, work: op }
+        }
+        "flatten" => ImageCommand::Act {
+            name,
+            work: ImageOp::Flatten,
+        },
+        "convert" => {
+            let new = needs("to (the new image's name)", req.to)?;
+            check_image_name("image", &new).map_err(Failure::bad_request)?;
+            ImageCommand::Convert {
+                name: new,
+                from: name,
+                owner: p.name,
+                compress: req.compress,
+            }
         }
         "resize" => {
             let size_gib = req

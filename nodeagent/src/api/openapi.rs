@@ -132,6 +132,19 @@ mod tests {
             missing.is_empty() && extra.is_empty(),
             "docs/openapi.json and the router differ: undocumented {missing:?}, not served {extra:?}"
         );
+        // The image actions the document names are the ones the router serves.
+        let params = doc["paths"]["/api/v1/images/{name}/{action}"]["post"]["parameters"]
+            .as_array()
+            .expect("image action parameters");
+        let actions: Vec<&str> = params
+            .iter()
+            .find(|p| p["name"] == "action")
+            .and_then(|p| p["schema"]["enum"].as_array())
+            .expect("the action enum")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert_eq!(actions, skiff_cluster::api::images::IMAGE_ACTIONS);
         // Every `$ref` resolves.
         let text = DOCUMENT;
         for r in text.split("\"$ref\": \"#/components/schemas/").skip(1) {

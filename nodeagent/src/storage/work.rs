@@ -70,6 +70,28 @@ pub fn carry_out(store: &ImageStore, name: &str, op: &ImageOp) -> Result<Vec<Str
                 log.push(format!("grew {name} to {size_gib} GiB"));
             }
         }
+        ImageOp::Flatten => {
+            if store.flatten_in_place(name)? {
+                log.push(format!(
+                    "flattened {name}: its master's data is copied in, it no longer depends on it"
+                ));
+            } else {
+                log.push(format!(
+                    "{name} has no master (no backing file): nothing to flatten"
+                ));
+            }
+        }
+        ImageOp::Convert { from, compress } => {
+            if store.exists(name)? {
+                log.push(format!("{name} exists already"));
+            } else {
+                store.convert_into(from, name, *compress)?;
+                let how = if *compress { ", compressed" } else { "" };
+                log.push(format!(
+                    "converted {from} into {name} (standalone qcow2{how})"
+                ));
+            }
+        }
         ImageOp::Remove => {
             if store.exists(name)? {
                 store.remove(name)?;
@@ -232,6 +254,66 @@ mod tests {
             }
         }
         assert!(!s.exists("base").unwrap_or(true));
+    }
+
+    /// Runs `op` on `name` twice; returns both logs (the second must say the work was done).
+    fn twice(s: &ImageStore, name: &str, op: &ImageOp) -> (Vec<String>, Vec<String>) {
+        let first = carry_out(s, name, op);
+        let again = carry_out(s, name, op);
+        match (first, again) {
+            (Ok(a), Ok(b)) => (a, b),
+            other => panic!("{op:?} on {name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flatten_and_convert_are_idempotent() {
+        if qemu_img_missing() {
+            panic!("qemu-img is missing: install Debian's qemu-utils");
+        }
+        let (_dir, s) = store();
+        carry_out(&s, "base", &ImageOp::Create { size_gib: 1 }).expect("create");
+        carry_out(&s, "base", &ImageOp::MakeMaster).expect("master");
+        let clone = ImageOp::Clone {
+            from: "base".into(),
+        };
+        carry_out(&s, "child", &clone).expect("clone");
+
+        // Convert a child into a new compressed image, twice: the second finds it made.
+        let convert = ImageOp::Convert {
+            from: "child".into(),
+            compress: true,
+        };
+        let (first, again) = twice(&s, "copy", &convert);
+        assert!(
+            first[0].starts_with("converted child into copy"),
+            "{first:?}"
+        );
+        assert_eq!(again, ["copy exists already"]);
+        let copy = s.info("copy").expect("info");
+        assert!(copy.backing_chain.is_empty());
+        assert_eq!(copy.virtual_size, GIB);
+        assert!(s.info("child").expect("info").backing_chain.len() == 1);
+
+        // Flatten the child in place, twice: the second finds no backing file.
+        let (first, again) = twice(&s, "child", &ImageOp::Flatten);
+        assert!(first[0].starts_with("flattened child"), "{first:?}");
+        assert!(again[0].contains("nothing to flatten"), "{again:?}");
+        assert!(s.info("child").expect("info").backing_chain.is_empty());
+        // The master is free: nothing in the store depends on it any more.
+        carry_out(&s, "base", &ImageOp::Unmaster).expect("unmaster");
+        carry_out(&s, "base", &ImageOp::Remove).expect("remove");
+        assert!(s.info("child").is_ok() && s.info("copy").is_ok());
+
+        // A master is not flattened; a convert from a missing image makes nothing.
+        carry_out(&s, "copy", &ImageOp::MakeMaster).expect("master");
+        assert!(carry_out(&s, "copy", &ImageOp::Flatten).is_err());
+        let missing = ImageOp::Convert {
+            from: "ghost".into(),
+            compress: false,
+        };
+        assert!(carry_out(&s, "new", &missing).is_err());
+        assert!(!s.exists("new").unwrap_or(true));
     }
 
     #[test]

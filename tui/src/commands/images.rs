@@ -1,5 +1,6 @@
 //! `skiff image ...`: disk images in the nodes' pools — blank images, masters and their clones,
-//! snapshots, growth and removal. Every change is a task on the image's node (`--wait` follows it).
+//! snapshots, growth, flattening, conversion into new images and removal. Every change is a task
+//! on the image's node (`--wait` follows it).
 
 use std::io::Write;
 
@@ -94,6 +95,27 @@ pub enum ImageCommand {
         name: String,
         #[arg(long, value_name = "GIB")]
         size_gib: u64,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Fold an image's master into it, in place: it no longer depends on the master, which can
+    /// then be unmastered or removed once nothing else uses it (nothing to do for an image
+    /// without a master; refused for a master and for an image with snapshots).
+    Flatten {
+        name: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Copy an image into a new standalone qcow2 image of your own (its master folded in); the
+    /// image itself stays as it is.
+    Convert {
+        name: String,
+        /// The new image.
+        #[arg(long, value_name = "NEW")]
+        to: String,
+        /// Compress the new image's data (smaller, slower to write).
+        #[arg(long)]
+        compress: bool,
         #[arg(long)]
         wait: bool,
     },
@@ -285,6 +307,26 @@ pub async fn run(
             let t = client.image_action(&name, "resize", &body).await?;
             ("resize", name, wait, t)
         }
+        C::Flatten { name, wait } => {
+            let t = client
+                .image_action(&name, "flatten", &Default::default())
+                .await?;
+            ("flatten", name, wait, t)
+        }
+        C::Convert {
+            name,
+            to,
+            compress,
+            wait,
+        } => {
+            let body = ImageActionRequest {
+                to: Some(to.clone()),
+                compress,
+                ..Default::default()
+            };
+            let t = client.image_action(&name, "convert", &body).await?;
+            ("convert", to, wait, t)
+        }
         C::Remove { name, wait } => {
             let t = client.remove_image(&name).await?;
             ("remove", name, wait, t)
@@ -336,6 +378,23 @@ mod tests {
                 wait: false
             })
         );
+        assert_eq!(
+            parse(&["image", "flatten", "web", "--wait"]).ok(),
+            Some(ImageCommand::Flatten {
+                name: "web".into(),
+                wait: true
+            })
+        );
+        assert_eq!(
+            parse(&["image", "convert", "web", "--to", "web-copy", "--compress"]).ok(),
+            Some(ImageCommand::Convert {
+                name: "web".into(),
+                to: "web-copy".into(),
+                compress: true,
+                wait: false
+            })
+        );
+        assert!(parse(&["image", "convert", "web"]).is_err());
         assert!(parse(&["image", "create", "base"]).is_err());
         assert!(parse(&["image", "resize", "web", "--size-gib", "x"]).is_err());
     }

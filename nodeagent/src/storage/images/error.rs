@@ -32,6 +32,13 @@ pub enum ImageError {
     /// The image is a master (read-only base of clones) and the operation would write to it.
     #[error("image {0:?} is a master and read-only; unmaster it first")]
     IsMaster(String),
+    /// The image has internal snapshots that the operation would lose (flattening in place keeps
+    /// only the current contents).
+    #[error("image {image:?} has snapshots {snapshots:?}, which flattening would lose")]
+    HasSnapshots {
+        image: String,
+        snapshots: Vec<String>,
+    },
     /// Only masters can be cloned or unmastered.
     #[error("image {0:?} is not a master")]
     NotMaster(String),

@@ -1,5 +1,5 @@
 //! File-system steps of the image store that must leave nothing half-made: temp files removed
-//! on drop, no-clobber placement, modes.
+//! on drop, no-clobber placement, syncing before placement, modes.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -51,6 +51,21 @@ pub(crate) fn link_no_clobber(from: &Path, to: &Path) -> std::io::Result<()> {
             fs::rename(from, to)
         }
     }
+}
+
+/// Flushes a file's data and metadata to disk, so that a crash after it is renamed or linked into
+/// place cannot leave the new name pointing at data that never reached the disk.
+pub(crate) fn sync_file(path: &Path) -> Result<(), ImageError> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ImageError::io(format!("cannot sync {}", path.display()), e))
+}
+
+/// Flushes a directory's entries to disk (makes a rename in it durable).
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ImageError::io(format!("cannot sync {}", dir.display()), e))
 }
 
 pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), ImageError> {

@@ -24,14 +24,17 @@
 //! - **Mutual exclusion.** Operations that check state and then act (clone, remove,
 //!   master/unmaster, snapshots, resize, putting a new image in place) hold one lock per store,
 //!   shared by clones of the [`ImageStore`] value: use one store value per pool directory. Long
-//!   copies (flatten, import, export) run outside the lock and take it only to publish.
+//!   copies (flatten, convert, import, export) run outside the lock and take it only to publish
+//!   (or, flattening in place, to rename the finished copy over the image).
 //! - **Reading images in use.** `info` and `list` pass `-U` (no image locking) so they work on
 //!   the disks of running VMs; `check` and every write do not, so qemu-img refuses them while a
 //!   VM holds the image.
 //!
 //! Code map: `name` (validation), `qemu` (running qemu-img, its JSON), `types` (what callers
-//! get back), `chain` (list, dependents, diagnosis of broken chains), `transfer` (flatten,
-//! import, export), `files` (temp files, no-clobber placement), `error`.
+//! get back), `chain` (list, dependents, diagnosis of broken chains), `transfer` (flatten in
+//! place or into a new image, import, export), `files` (temp files, no-clobber placement,
+//! syncing), `orphans` (the file list agents report, setting aside files nothing explains),
+//! `error`.
 
 mod chain;
 mod error;
@@ -496,16 +499,29 @@ impl ImageStore {
         source: &Path,
         target: &Path,
     ) -> Result<(), ImageError> {
-        let args: [&OsStr; 8] = [
-            "convert".as_ref(),
-            "-q".as_ref(),
+        self.convert_as(format, source, target, false)
+    }
+
+    /// `qemu-img convert [-c] -f FORMAT -O qcow2 SOURCE TARGET`: `-c` (compress) when `compress`.
+    pub(crate) fn convert_as(
+        &self,
+        format: &str,
+        source: &Path,
+        target: &Path,
+        compress: bool,
+    ) -> Result<(), ImageError> {
+        let mut args: Vec<&OsStr> = vec!["convert".as_ref(), "-q".as_ref()];
+        if compress {
+            args.push("-c".as_ref());
+        }
+        args.extend::<[&OsStr; 6]>([
             "-f".as_ref(),
             format.as_ref(),
             "-O".as_ref(),
             "qcow2".as_ref(),
             source.as_os_str(),
             target.as_os_str(),
-        ];
+        ]);
         self.qemu.run(&args)?;
         Ok(())
     }

@@ -1,25 +1,104 @@
-//! Images in and out of the store as whole copies: flatten (a clone with its chain folded in),
-//! import of a qcow2 or raw file, export as a standalone qcow2.
+//! Images in and out of the store as whole copies: flatten (a clone with its chain folded in,
+//! in place or into a new image, optionally compressed), import of a qcow2 or raw file, export as
+//! a standalone qcow2.
 
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use super::files::{link_no_clobber, set_mode, unique_suffix, TempFile};
+use super::files::{link_no_clobber, set_mode, sync_dir, sync_file, unique_suffix, TempFile};
 use super::qemu::RawInfo;
+use super::types::snapshots_of;
 use super::{first_line, validate_image_name, ImageError, ImageStore};
 
 impl ImageStore {
     /// Writes `target`, a standalone copy of `name` with its backing chain folded in
     /// (`qemu-img convert -O qcow2`). Internal snapshots are not copied.
     pub fn flatten(&self, name: &str, target: &str) -> Result<PathBuf, ImageError> {
+        self.convert_into(name, target, false)
+    }
+
+    /// Writes `target`, a standalone qcow2 copy of `name` (a master or not) with its backing
+    /// chain folded in, its data compressed when `compress` says so (`qemu-img convert [-c] -O
+    /// qcow2`). Internal snapshots are not copied; `name` is only read. The copy is built aside,
+    /// synced and linked into place, so `target` appears whole or not at all.
+    pub fn convert_into(
+        &self,
+        name: &str,
+        target: &str,
+        compress: bool,
+    ) -> Result<PathBuf, ImageError> {
         validate_image_name(target)?;
         let source = self.existing(name)?;
         self.refuse_existing(target)?;
         let tmp = self.temp_for(target);
-        self.convert("qcow2", &source, &tmp.path)
+        self.convert_as("qcow2", &source, &tmp.path, compress)
             .map_err(|e| self.diagnose(name, e))?;
-        self.publish(tmp, target)
+        sync_file(&tmp.path)?;
+        let path = self.publish(tmp, target)?;
+        self.sync_root_after_placing();
+        Ok(path)
+    }
+
+    /// Rewrites the (non-master) image `name` as a standalone image: its backing chain is folded
+    /// in and the backing link is gone, so it no longer depends on its master. The new file is
+    /// built aside (`qemu-img convert`), synced, and renamed over the image, so a crash leaves
+    /// either the old image or the new one, never a half-made one. Answers `false`, changing
+    /// nothing, when the image has no backing file (already standalone). Refused for a master
+    /// ([`ImageError::IsMaster`]) and for an image with internal snapshots
+    /// ([`ImageError::HasSnapshots`]: the copy keeps only the current contents).
+    pub fn flatten_in_place(&self, name: &str) -> Result<bool, ImageError> {
+        let path = self.writable(name)?;
+        if !self.needs_flattening(name, &path)? {
+            return Ok(false);
+        }
+        let tmp = self.temp_for(name);
+        self.convert("qcow2", &path, &tmp.path)
+            .map_err(|e| self.diagnose(name, e))?;
+        let mode = fs::metadata(&path)
+            .map_err(|e| ImageError::io(format!("cannot stat {}", path.display()), e))?
+            .permissions();
+        fs::set_permissions(&tmp.path, mode)
+            .map_err(|e| ImageError::io(format!("cannot chmod {}", tmp.path.display()), e))?;
+        sync_file(&tmp.path)?;
+        let _guard = self.guard();
+        // Look again under the lock: the image may have been replaced or marked meanwhile.
+        let path = self.writable(name)?;
+        if !self.needs_flattening(name, &path)? {
+            return Ok(false);
+        }
+        fs::rename(&tmp.path, &path)
+            .map_err(|e| ImageError::io(format!("cannot put flattened {name:?} in place"), e))?;
+        drop(tmp);
+        self.sync_root_after_placing();
+        Ok(true)
+    }
+
+    /// Makes the placement of a new file in the store durable, as far as the file system lets
+    /// it. Best effort: the image is in place by now, and failing the operation would make the
+    /// caller believe it was not done.
+    fn sync_root_after_placing(&self) {
+        let _ = sync_dir(&self.root);
+    }
+
+    /// Whether the image at `path` has a backing file to fold in; refuses one whose internal
+    /// snapshots flattening would lose.
+    fn needs_flattening(&self, name: &str, path: &Path) -> Result<bool, ImageError> {
+        let header = self
+            .qemu
+            .header(path, Some("qcow2"))
+            .map_err(|e| self.diagnose(name, e))?;
+        if header.backing().is_none() {
+            return Ok(false);
+        }
+        let snapshots = snapshots_of(&header);
+        if !snapshots.is_empty() {
+            return Err(ImageError::HasSnapshots {
+                image: name.to_owned(),
+                snapshots: snapshots.into_iter().map(|s| s.name).collect(),
+            });
+        }
+        Ok(true)
     }
 
     /// Imports the file `source` as image `name`, after `qemu-img info` found it to be a qcow2
