@@ -433,13 +433,36 @@ fn ensure_steps(
         }
         _ => {}
     }
-    match (server.desired, power) {
+    if let Err(e) = drive_power(h, name, server.desired, power, wait, log) {
+        // A call of an agent killed mid-way may still be finishing in the hypervisor (libvirt
+        // starts a domain paused, then resumes it): what it reached may already be what is
+        // wanted.
+        match find(h, name)? {
+            Some(d) if d.power.satisfies(server.desired) => {
+                log.push(format!("{name} is {:?} already", d.power).to_lowercase());
+            }
+            _ => return Err(e),
+        }
+    }
+    find(h, name)
+}
+
+/// Changes the power of `name` (now `power`) to what `desired` asks.
+fn drive_power(
+    h: &dyn Hypervisor,
+    name: &str,
+    desired: PowerState,
+    power: DomainPower,
+    wait: Duration,
+    log: &mut Vec<String>,
+) -> Result<(), HypervisorError> {
+    match (desired, power) {
         (PowerState::Running, DomainPower::Shutoff | DomainPower::Crashed) => {
             if power == DomainPower::Crashed {
                 h.destroy(name)?;
                 log.push(format!("cleared the crashed {name}"));
             }
-            h.start(name)?;
+            start_patiently(h, name, log)?;
             log.push(format!("started {name}"));
         }
         (PowerState::Running, DomainPower::Paused) => {
@@ -465,13 +488,43 @@ fn ensure_steps(
             if power == DomainPower::Crashed {
                 h.destroy(name)?;
             }
-            h.start(name)?;
+            start_patiently(h, name, log)?;
             h.suspend(name)?;
             log.push(format!("started and suspended {name}"));
         }
         _ => {}
     }
-    find(h, name)
+    Ok(())
+}
+
+/// Attempts at starting a domain before `Ensure` gives up.
+pub const START_ATTEMPTS: u32 = 3;
+/// The pause between two attempts.
+const START_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Starts `name`, trying again up to [`START_ATTEMPTS`] times: a start can fail for a moment
+/// after an agent was killed in the middle of one (libvirtd is still tearing down the QEMU
+/// process the dead agent's call began). A domain found running meanwhile counts as started.
+fn start_patiently(
+    h: &dyn Hypervisor,
+    name: &str,
+    log: &mut Vec<String>,
+) -> Result<(), HypervisorError> {
+    let mut attempt = 1;
+    loop {
+        let Err(e) = h.start(name) else {
+            return Ok(());
+        };
+        if attempt >= START_ATTEMPTS {
+            return Err(e);
+        }
+        log.push(format!("starting {name} failed ({e}); trying again"));
+        std::thread::sleep(START_RETRY_PAUSE);
+        if find(h, name)?.is_some_and(|d| d.power == DomainPower::Running) {
+            return Ok(());
+        }
+        attempt += 1;
+    }
 }
 
 /// Stops (forcibly) and undefines the domain if it exists.
@@ -569,13 +622,33 @@ mod tests {
     #[test]
     fn failures_are_reported_with_the_log() {
         let h = FakeHypervisor::new();
-        h.fail_next("start");
+        for _ in 0..START_ATTEMPTS {
+            h.fail_next("start");
+        }
         let (e, log) = ensure(&h, &server(PowerState::Running, 1), None).unwrap_err();
         assert!(matches!(e, HypervisorError::Failed(_)));
-        assert_eq!(log.len(), 1, "the define happened: {log:?}");
+        assert!(
+            log[0].starts_with("defined web"),
+            "the define happened: {log:?}"
+        );
+        assert_eq!(
+            log.len(),
+            START_ATTEMPTS as usize,
+            "and each retry: {log:?}"
+        );
         // Trying again picks up where it failed.
         let (log, _) = ensure(&h, &server(PowerState::Running, 1), None).unwrap();
         assert_eq!(log, vec!["started web".to_string()]);
+    }
+
+    #[test]
+    fn a_start_that_fails_once_is_tried_again() {
+        let h = FakeHypervisor::new();
+        h.fail_next("start");
+        let (log, d) = ensure(&h, &server(PowerState::Running, 1), None).unwrap();
+        assert_eq!(d.map(|d| d.power), Some(DomainPower::Running));
+        assert!(log[1].contains("trying again"), "{log:?}");
+        assert_eq!(log.last().map(String::as_str), Some("started web"));
     }
 
     #[tokio::test]
