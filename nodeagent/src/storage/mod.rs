@@ -1,6 +1,8 @@
-//! Storage on a node: qcow2 images of a pool directory through `qemu-img` ([`images`]), and the
-//! image work the leader sends ([`work`]), and image uploads and downloads ([`stream`]).
+//! Storage on a node: qcow2 images of a pool directory through `qemu-img` ([`images`]), the
+//! image work the leader sends ([`work`]), image uploads and downloads ([`stream`]), and pools on
+//! ZFS datasets with whole-pool snapshots and backups ([`zfs`]).
 
 pub mod images;
 pub mod stream;
 pub mod work;
+pub mod zfs;
