@@ -3,15 +3,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use skiff_cluster::api::images::ImageActionRequest;
 use skiff_cluster::api::servers::TaskAccepted;
 use skiff_cluster::api::tasks::{TaskRecord, TaskState};
 use skiff_cluster::api::ApiError;
-use support::{FakeNode, Handler, Pki, Reply, Request};
+use support::{text, Cli, Handler, Reply, Request};
 
 fn task_record(id: u64, kind: &str, state: TaskState, log: &[&str], result: &str) -> TaskRecord {
     TaskRecord {
@@ -95,29 +93,10 @@ fn leader() -> Handler {
     })
 }
 
-fn skiff(home: &Path, cred: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .env_remove("SKIFF_CRED")
-        .env("HOME", home)
-        .arg("--cred")
-        .arg(cred)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn flatten_and_convert_send_their_requests_and_exit_codes() {
-    let pki = Pki::new();
-    let lead = FakeNode::start(&pki, leader());
-    let dir = tempfile::tempdir().unwrap();
-    let cred = dir.path().join("credential");
-    std::fs::write(&cred, pki.credential_toml(&[lead.addr()])).unwrap();
-    let run = |args: &[&str]| skiff(dir.path(), &cred, args);
+    let cli = Cli::start(leader());
+    let run = |args: &[&str]| cli.run(args);
 
     let cases: Vec<(&[&str], i32, &str)> = vec![
         (

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use skiff_cluster::api::servers::{
@@ -15,7 +13,7 @@ use skiff_cluster::api::tasks::{TaskRecord, TaskState};
 use skiff_cluster::api::ApiError;
 use skiff_cluster::state::servers::{DiskSpec, PowerState};
 use skiff_cluster::state::ServerSpec;
-use support::{FakeNode, Handler, Pki, Reply, Request};
+use support::{text, Cli, Handler, Reply, Request};
 
 fn web() -> ServerView {
     ServerView {
@@ -154,29 +152,10 @@ fn leader() -> Handler {
     })
 }
 
-fn skiff(home: &Path, cred: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .env_remove("SKIFF_CRED")
-        .env("HOME", home)
-        .arg("--cred")
-        .arg(cred)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn server_commands_print_tasks_tables_and_exit_codes() {
-    let pki = Pki::new();
-    let lead = FakeNode::start(&pki, leader());
-    let dir = tempfile::tempdir().unwrap();
-    let cred = dir.path().join("credential");
-    std::fs::write(&cred, pki.credential_toml(&[lead.addr()])).unwrap();
-    let run = |args: &[&str]| skiff(dir.path(), &cred, args);
+    let cli = Cli::start(leader());
+    let run = |args: &[&str]| cli.run(args);
 
     let cases: Vec<(&[&str], i32, &str)> = vec![
         (
@@ -255,12 +234,8 @@ fn server_commands_print_tasks_tables_and_exit_codes() {
 
 #[test]
 fn wait_follows_the_task_and_sets_the_exit_status() {
-    let pki = Pki::new();
-    let lead = FakeNode::start(&pki, leader());
-    let dir = tempfile::tempdir().unwrap();
-    let cred = dir.path().join("credential");
-    std::fs::write(&cred, pki.credential_toml(&[lead.addr()])).unwrap();
-    let run = |args: &[&str]| skiff(dir.path(), &cred, args);
+    let cli = Cli::start(leader());
+    let run = |args: &[&str]| cli.run(args);
 
     let out = run(&["server", "start", "web", "--wait"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use skiff_cluster::api::servers::ServerView;
@@ -16,7 +14,7 @@ use skiff_cluster::api::tasks::{TaskRecord, TaskState};
 use skiff_cluster::api::ApiError;
 use skiff_cluster::state::servers::PowerState;
 use skiff_cluster::state::ServerSpec;
-use support::{FakeNode, Handler, Pki, Reply, Request};
+use support::{text, Cli, Handler, Reply, Request};
 
 const EXAMPLE: &str = include_str!("../../docs/examples/web-and-db.toml");
 
@@ -116,32 +114,13 @@ fn leader() -> Handler {
     })
 }
 
-fn skiff(home: &Path, cred: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .env_remove("SKIFF_CRED")
-        .env("HOME", home)
-        .arg("--cred")
-        .arg(cred)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn stack_commands_send_recipes_print_tasks_and_exit_codes() {
-    let pki = Pki::new();
-    let lead = FakeNode::start(&pki, leader());
-    let dir = tempfile::tempdir().unwrap();
-    let cred = dir.path().join("credential");
-    std::fs::write(&cred, pki.credential_toml(&[lead.addr()])).unwrap();
-    let recipe = dir.path().join("web-and-db.toml");
+    let cli = Cli::start(leader());
+    let recipe = cli.home().join("web-and-db.toml");
     std::fs::write(&recipe, EXAMPLE).unwrap();
     let recipe = recipe.to_str().unwrap();
-    let run = |args: &[&str]| skiff(dir.path(), &cred, args);
+    let run = |args: &[&str]| cli.run(args);
 
     let cases: Vec<(Vec<&str>, i32, String)> = vec![
         (
@@ -238,12 +217,8 @@ fn stack_commands_send_recipes_print_tasks_and_exit_codes() {
 
 #[test]
 fn bad_recipes_are_refused_locally_with_file_and_line() {
-    let pki = Pki::new();
-    let lead = FakeNode::start(&pki, leader());
-    let dir = tempfile::tempdir().unwrap();
-    let cred = dir.path().join("credential");
-    std::fs::write(&cred, pki.credential_toml(&[lead.addr()])).unwrap();
-    let run = |args: &[&str]| skiff(dir.path(), &cred, args);
+    let cli = Cli::start(leader());
+    let run = |args: &[&str]| cli.run(args);
 
     let unknown = EXAMPLE.replacen("vcpus = 1", "vcpus = 1\nnetwork = \"lan\"", 1);
     let line = unknown
@@ -285,12 +260,12 @@ fn bad_recipes_are_refused_locally_with_file_and_line() {
         ),
     ];
     for (file, body, want) in cases {
-        let path = dir.path().join(file);
+        let path = cli.home().join(file);
         std::fs::write(&path, body).unwrap();
         let out = run(&["stack", "install", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{file}");
         let err = text(&out.stderr);
         assert!(err.contains(&want), "{file}: {err:?} should say {want:?}");
     }
-    assert_eq!(lead.hits(), 0, "nothing reached the API");
+    assert_eq!(cli.node.hits(), 0, "nothing reached the API");
 }

@@ -3,13 +3,11 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use skiff_cluster::api::tasks::{TaskRecord, TaskState};
 use skiff_cluster::api::ApiError;
-use support::{FakeNode, Handler, Pki, Reply, Request};
+use support::{Cli, Handler, Reply, Request};
 
 fn task(id: u64, state: TaskState, result: Option<&str>) -> TaskRecord {
     TaskRecord {
@@ -57,25 +55,10 @@ fn leader() -> Handler {
     )
 }
 
-fn skiff(home: &Path, cred: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .env_remove("SKIFF_CRED")
-        .env("HOME", home)
-        .arg("--cred")
-        .arg(cred)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn task_commands_print_and_exit_as_promised() {
-    let pki = Pki::new();
-    let lead = FakeNode::start(&pki, leader());
-    let dir = tempfile::tempdir().unwrap();
-    let cred = dir.path().join("credential");
-    std::fs::write(&cred, pki.credential_toml(&[lead.addr()])).unwrap();
-    let run = |args: &[&str]| skiff(dir.path(), &cred, args);
+    let cli = Cli::start(leader());
+    let run = |args: &[&str]| cli.run(args);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
 
     let cases: Vec<(&[&str], i32, &str)> = vec![
