@@ -33,7 +33,9 @@ impl Cli {
 
     /// Runs `skiff --cred CRED ARGS` with the temporary home and no `SKIFF_CRED`.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_skiff"))
+        // Set for integration tests only (an example includes this module too).
+        let skiff = option_env!("CARGO_BIN_EXE_skiff").expect("run from an integration test");
+        Command::new(skiff)
             .env_remove("SKIFF_CRED")
             .env("HOME", self.home.path())
             .arg("--cred")
