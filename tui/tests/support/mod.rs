@@ -33,9 +33,7 @@ impl Cli {
 
     /// Runs `skiff --cred CRED ARGS` with the temporary home and no `SKIFF_CRED`.
     pub fn run(&self, args: &[&str]) -> Output {
-        // Set for integration tests only (an example includes this module too).
-        let skiff = option_env!("CARGO_BIN_EXE_skiff").expect("run from an integration test");
-        Command::new(skiff)
+        Command::new(skiff_binary())
             .env_remove("SKIFF_CRED")
             .env("HOME", self.home.path())
             .arg("--cred")
@@ -49,4 +47,16 @@ impl Cli {
 /// Bytes as text (lossy), for assertions on output.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The `skiff` binary: cargo names it to integration tests; an example (which includes this
+/// module too) finds it next to itself in the target directory.
+fn skiff_binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_skiff") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.join("skiff")))
+            .unwrap_or_else(|| PathBuf::from("skiff")),
+    }
 }
