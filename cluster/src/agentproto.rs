@@ -145,9 +145,10 @@ pub struct AgentReport {
     /// Live figures of the running servers (rates over the agent's last sampling interval).
     #[serde(default)]
     pub figures: Vec<ServerFigures>,
-    /// The image files of the node-local pool (images and servers' disks), sorted by name.
+    /// The image files of the node-local pool (images and servers' disks), sorted by name;
+    /// `None` when the agent did not list them (an older agent, or its pool could not be read).
     #[serde(default)]
-    pub images: Vec<ImageFileReport>,
+    pub images: Option<Vec<ImageFileReport>>,
 }
 
 /// One image file that exists in a node's local pool.

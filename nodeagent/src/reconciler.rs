@@ -432,7 +432,7 @@ pub fn plan_drift(
                 });
             }
         }
-        for f in &r.images {
+        for f in r.images.iter().flatten() {
             if f.age_secs >= ORPHAN_IMAGE_SECS && !image_explained(state, tasks, node, &f.name) {
                 actions.push(DriftAction::SetAside {
                     node: node.clone(),
@@ -464,6 +464,22 @@ fn image_explained(
         .get(server)
         .is_some_and(|s| s.node.as_deref() == Some(node))
         || matches!(tasks.get(server), Some(ServerTasks::Open(_)))
+}
+
+/// The images recorded as made on `node` (ready, no operation under way) whose file its report
+/// does not list, sorted; empty when the report has no list.
+pub fn missing_images(state: &ClusterState, node: &str, report: &AgentReport) -> Vec<String> {
+    let Some(files) = &report.images else {
+        return Vec::new();
+    };
+    let present: HashSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    state
+        .images
+        .values()
+        .filter(|i| i.node == node && i.ready && i.pending.is_none())
+        .filter(|i| !present.contains(i.name.as_str()))
+        .map(|i| i.name.clone())
+        .collect()
 }
 
 /// The server whose disk `name` is (`web-disk0` → `web`).
@@ -727,6 +743,14 @@ async fn pass(node: &Arc<Node>, m: &mut Memory) {
             domains: match r {
                 NodeReport::Report(r) => r.domains.len(),
                 _ => 0,
+            },
+            images: match r {
+                NodeReport::Report(r) => r.images.as_ref().map(Vec::len),
+                _ => None,
+            },
+            missing_images: match r {
+                NodeReport::Report(r) => missing_images(&state, name, r),
+                _ => Vec::new(),
             },
             error: match r {
                 NodeReport::Unreachable(e) => Some(e.clone()),
@@ -1306,7 +1330,7 @@ mod tests {
             agent_generation: 1,
             hypervisor: "fake".into(),
             figures: Vec::new(),
-            images: Vec::new(),
+            images: None,
             domains: domains
                 .iter()
                 .map(|(n, p, g)| DomainReport {
@@ -1361,14 +1385,26 @@ mod tests {
             NodeReport::Report(r) => r,
             _ => unreachable!(),
         };
-        r.images = files
-            .iter()
-            .map(|(name, age)| ImageFileReport {
-                name: (*name).into(),
-                bytes: 1,
-                age_secs: *age,
-            })
-            .collect();
+        r.images = Some(
+            files
+                .iter()
+                .map(|(name, age)| ImageFileReport {
+                    name: (*name).into(),
+                    bytes: 1,
+                    age_secs: *age,
+                })
+                .collect(),
+        );
+        // Recorded here, made, and not in the pool: missing. Not yet made, or under way: not.
+        state.images.insert("lost".into(), image("lost", "n1"));
+        let mut unmade = image("unmade", "n1");
+        unmade.ready = false;
+        state.images.insert("unmade".into(), unmade);
+        assert_eq!(missing_images(&state, "n1", &r), ["lost"]);
+        let mut unlisted = r.clone();
+        unlisted.images = None;
+        assert!(missing_images(&state, "n1", &unlisted).is_empty());
+
         let mut reports = BTreeMap::new();
         reports.insert("n1".to_string(), NodeReport::Report(r));
         let (actions, _) = plan_drift(&state, &reports, &tasks, &is_shared_pool);

@@ -60,6 +60,12 @@ pub struct NodeActual {
     pub agent_generation: Option<u64>,
     pub hypervisor: Option<String>,
     pub domains: usize,
+    /// Image files in its local pool (`None`: not listed).
+    #[serde(default)]
+    pub images: Option<usize>,
+    /// Images recorded as made on it whose file its pool does not hold.
+    #[serde(default)]
+    pub missing_images: Vec<String>,
     /// Why the last report failed.
     pub error: Option<String>,
 }

@@ -189,12 +189,9 @@ impl AgentHandler {
                     hypervisor: h.kind().to_string(),
                     domains: domains.into_iter().map(report_of).collect(),
                     figures,
-                    // A pool that cannot be listed reports nothing: the leader sets aside only
-                    // files it was told about.
-                    images: images
-                        .as_ref()
-                        .and_then(|s| s.files().ok())
-                        .unwrap_or_default(),
+                    // A pool that cannot be listed reports no list (not an empty one): the
+                    // leader then neither sets aside nor misses anything there.
+                    images: images.as_ref().and_then(|s| s.files().ok()),
                 }),
                 Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
             },

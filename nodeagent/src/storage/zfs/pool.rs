@@ -462,7 +462,7 @@ pub fn backup_due(last: Option<u64>, now: u64, hour_utc: u8) -> bool {
 
 /// `skiff-YYYYMMDDTHHMMSSZ` for Unix time `now` (UTC).
 pub fn backup_snapshot_name(now: u64) -> String {
-    let (y, m, d) = civil_from_days((now / DAY) as i64);
+    let (y, m, d) = skiff_cluster::civil_from_days((now / DAY) as i64);
     let rem = now % DAY;
     format!(
         "{BACKUP_PREFIX}{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
@@ -581,21 +581,6 @@ fn pipe() -> Result<(File, File), ZfsError> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ZfsError::io("cannot make a pipe", e.into()))?;
     Ok((File::from(read), File::from(write)))
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// (year, month, day) to days since 1970-01-01 (Hinnant's `days_from_civil`).
