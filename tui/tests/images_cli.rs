@@ -122,14 +122,7 @@ fn flatten_and_convert_send_their_requests_and_exit_codes() {
         (&["image", "flatten", "nope"], 1, ""),
     ];
     for (args, code, stdout) in cases {
-        let out = run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert_eq!(text(&out.stdout), stdout, "{args:?}");
+        cli.expect(args, code, stdout);
     }
 
     // --wait follows the task: its log lines go to stderr, a failure exits 1 with its result.

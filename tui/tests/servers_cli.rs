@@ -195,14 +195,7 @@ fn server_commands_print_tasks_tables_and_exit_codes() {
         (&["server", "show", "x"], 1, ""),
     ];
     for (args, code, stdout) in cases {
-        let out = run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert_eq!(text(&out.stdout), stdout, "{args:?}");
+        cli.expect(args, code, stdout);
     }
 
     let out = run(&[

@@ -163,14 +163,7 @@ fn stack_commands_send_recipes_print_tasks_and_exit_codes() {
         (vec!["stack", "show", "x"], 1, String::new()),
     ];
     for (args, code, stdout) in cases {
-        let out = run(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert_eq!(text(&out.stdout), stdout, "{args:?}");
+        cli.expect(&args, code, &stdout);
     }
 
     let out = run(&["stack", "show", "shop"]);

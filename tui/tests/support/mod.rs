@@ -31,6 +31,18 @@ impl Cli {
         self.home.path()
     }
 
+    /// Runs `skiff ARGS` and checks its exit status and its whole standard output.
+    pub fn expect(&self, args: &[&str], code: i32, stdout: &str) {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), stdout, "{args:?}");
+    }
+
     /// Runs `skiff --cred CRED ARGS` with the temporary home and no `SKIFF_CRED`.
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(skiff_binary())
