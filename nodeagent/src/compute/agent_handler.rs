@@ -229,43 +229,20 @@ impl AgentHandler {
                 log: Vec::new(),
                 domain: None,
             },
-            AgentRequest::Image { name, op } => match &images {
-                None => AgentReply::error(
-                    AgentErrorCode::Hypervisor,
-                    format!("node {node} has no image pool"),
-                ),
-                Some(store) => match crate::storage::work::carry_out(store, &name, &op) {
-                    Ok(log) => AgentReply::Done { log, domain: None },
-                    Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
-                },
-            },
-            AgentRequest::SetAside { name } => match &images {
-                None => AgentReply::error(
-                    AgentErrorCode::Hypervisor,
-                    format!("node {node} has no image pool"),
-                ),
-                Some(store) => match store.set_aside(&name) {
-                    Ok(Some(to)) => AgentReply::Done {
-                        log: vec![format!("set {name} aside: {}", to.display())],
-                        domain: None,
+            AgentRequest::Image { name, op } => pool_work(&node, &images, |store| {
+                crate::storage::work::carry_out(store, &name, &op).map_err(|e| e.to_string())
+            }),
+            AgentRequest::SetAside { name } => pool_work(&node, &images, |store| {
+                Ok(vec![
+                    match store.set_aside(&name).map_err(|e| e.to_string())? {
+                        Some(to) => format!("set {name} aside: {}", to.display()),
+                        None => format!("{name} is gone already"),
                     },
-                    Ok(None) => AgentReply::Done {
-                        log: vec![format!("{name} is gone already")],
-                        domain: None,
-                    },
-                    Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
-                },
-            },
-            AgentRequest::Backup { id, files, op } => match &images {
-                None => AgentReply::error(
-                    AgentErrorCode::Hypervisor,
-                    format!("node {node} has no image pool"),
-                ),
-                Some(store) => match crate::storage::work::backup(store, id, &files, op) {
-                    Ok(log) => AgentReply::Done { log, domain: None },
-                    Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e),
-                },
-            },
+                ])
+            }),
+            AgentRequest::Backup { id, files, op } => pool_work(&node, &images, |store| {
+                crate::storage::work::backup(store, id, &files, op)
+            }),
             AgentRequest::Remove { name } => {
                 let mut r = remove(h.as_ref(), &name);
                 if let (Ok((log, _)), Some(d)) = (&mut r, &disks) {
@@ -315,6 +292,25 @@ impl RequestHandler for AgentHandler {
         debug!(from = ?peer.node_name(), request = %req.describe(), "agent request");
         let reply = self.serve(req).await;
         reply.encode()
+    }
+}
+
+/// Carries out `work` on the node's pool: its log, or why it failed (a node without a pool
+/// says so).
+fn pool_work(
+    node: &str,
+    images: &Option<crate::storage::images::ImageStore>,
+    work: impl FnOnce(&crate::storage::images::ImageStore) -> Result<Vec<String>, String>,
+) -> AgentReply {
+    let Some(store) = images else {
+        return AgentReply::error(
+            AgentErrorCode::Hypervisor,
+            format!("node {node} has no image pool"),
+        );
+    };
+    match work(store) {
+        Ok(log) => AgentReply::Done { log, domain: None },
+        Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e),
     }
 }
 
