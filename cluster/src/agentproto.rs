@@ -54,17 +54,23 @@ pub enum AgentRequest {
     },
     /// Stop (forcibly) and undefine the server if it exists.
     Remove { name: String },
-    /// Carry out `op` on the image `name` in the node's local pool. Idempotent: an image already
-    /// made, a snapshot already taken, an image already gone count as done.
+    /// Carry out `op` on the image `name` in the node's pool `pool`. Idempotent: an image
+    /// already made, a snapshot already taken, an image already gone count as done. A master
+    /// that `op` reads (`Clone`, `Convert`) may be in any pool of the node.
     Image {
         name: String,
         op: crate::state::ImageOp,
+        #[serde(default = "crate::state::pools::local_pool_name")]
+        pool: String,
     },
-    /// Carry out `op` for backup `id` of the pool images `files` (idempotent, like `Image`).
+    /// Carry out `op` for backup `id` of the images `files` of the pool `pool` (idempotent, like
+    /// `Image`).
     Backup {
         id: u64,
         files: Vec<String>,
         op: crate::state::backups::BackupOp,
+        #[serde(default = "crate::state::pools::local_pool_name")]
+        pool: String,
     },
     /// The end of the server's serial console output (at most `max_bytes`).
     Console {
@@ -77,10 +83,26 @@ pub enum AgentRequest {
     /// that does not lead answers it too: it is harmless). An older leader refuses it as a bad
     /// request, and the sender falls back on the leader's periodic pass.
     Changed { node: String, server: String },
-    /// Move the image file `name` of the node's local pool, which nothing in the desired state
+    /// Move the image file `name` of the node's pool `pool`, which nothing in the desired state
     /// explains, aside into the pool's `.orphans/` directory (kept for an operator, out of the
     /// pool's namespace). Idempotent: a file already gone counts as done.
-    SetAside { name: String },
+    SetAside {
+        name: String,
+        #[serde(default = "crate::state::pools::local_pool_name")]
+        pool: String,
+    },
+    /// The pools the node has besides `local`, all of them: it opens those it has not opened
+    /// (making their directories), and forgets those not listed (their files stay). Idempotent.
+    Pools { pools: Vec<crate::state::PoolSpec> },
+}
+
+/// " in pool P" for a pool other than `local` (which goes without saying).
+fn in_pool(pool: &str) -> String {
+    if pool == crate::state::pools::LOCAL_POOL {
+        String::new()
+    } else {
+        format!(" in pool {pool}")
+    }
 }
 
 /// How much console output is sent when the request does not say.
@@ -145,15 +167,37 @@ pub struct AgentReport {
     /// Live figures of the running servers (rates over the agent's last sampling interval).
     #[serde(default)]
     pub figures: Vec<ServerFigures>,
-    /// The image files of the node-local pool (images and servers' disks), sorted by name;
-    /// `None` when the agent did not list them (an older agent, or its pool could not be read).
+    /// The image files of the node's pools (images and servers' disks), sorted by pool and
+    /// name; `None` when the agent did not list them (an older agent, or its pools could not be
+    /// read; a pool that cannot be read is left out and its [`PoolReport`] says why).
     #[serde(default)]
     pub images: Option<Vec<ImageFileReport>>,
+    /// The node's pools (`local` first) and whether each is usable; `None` from an older agent.
+    #[serde(default)]
+    pub pools: Option<Vec<PoolReport>>,
 }
 
-/// One image file that exists in a node's local pool.
+/// One pool of a node, as its agent has it open.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PoolReport {
+    pub name: String,
+    /// `dir` or `zfs`.
+    pub kind: String,
+    /// Its directory (a ZFS pool's mountpoint).
+    pub path: String,
+    /// Why the node cannot use it (`None`: usable).
+    pub error: Option<String>,
+    /// Bytes of its file system, and in use there.
+    pub total: u64,
+    pub used: u64,
+}
+
+/// One image file that exists in a node's pool.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ImageFileReport {
+    /// The pool holding it.
+    #[serde(default = "crate::state::pools::local_pool_name")]
+    pub pool: String,
     /// The image name (the file is `NAME.qcow2`).
     pub name: String,
     /// Bytes the file takes on disk.
@@ -251,7 +295,8 @@ impl AgentRequest {
             AgentRequest::Image { op, .. } if op.copies_data() => WORK_TIMEOUT * 30,
             AgentRequest::Remove { .. }
             | AgentRequest::Image { .. }
-            | AgentRequest::SetAside { .. } => WORK_TIMEOUT,
+            | AgentRequest::SetAside { .. }
+            | AgentRequest::Pools { .. } => WORK_TIMEOUT,
             AgentRequest::Backup { .. } => WORK_TIMEOUT * 30,
             AgentRequest::Console { .. } => REPORT_TIMEOUT,
             AgentRequest::Changed { .. } => CHANGED_TIMEOUT,
@@ -269,8 +314,11 @@ impl AgentRequest {
             AgentRequest::Remove { name } => format!("remove {name}"),
             AgentRequest::Console { name, .. } => format!("console {name}"),
             AgentRequest::Changed { node, server } => format!("changed {server} on {node}"),
-            AgentRequest::SetAside { name } => format!("set aside {name}"),
-            AgentRequest::Image { name, op } => format!("{} {name}", op.kind()),
+            AgentRequest::SetAside { name, pool } => format!("set aside {name}{}", in_pool(pool)),
+            AgentRequest::Image { name, op, pool } => {
+                format!("{} {name}{}", op.kind(), in_pool(pool))
+            }
+            AgentRequest::Pools { pools } => format!("open {} pool(s)", pools.len()),
             AgentRequest::Backup { id, op, .. } => format!("{} {id}", op.kind()),
         }
     }
@@ -369,6 +417,7 @@ mod tests {
         let image = |op| AgentRequest::Image {
             name: "a".into(),
             op,
+            pool: "local".into(),
         };
         assert_eq!(image(ImageOp::Flatten).timeout(), WORK_TIMEOUT * 30);
         let convert = ImageOp::Convert {
@@ -606,9 +655,11 @@ pub mod image_stream {
     #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
     #[serde(deny_unknown_fields)]
     pub struct ImageStreamOpen {
-        /// The image in the node's local pool.
+        /// The image, in the node's pool `pool`.
         pub name: String,
         pub direction: Direction,
+        #[serde(default = "crate::state::pools::local_pool_name")]
+        pub pool: String,
     }
 
     /// The agent's answer to an [`ImageStreamOpen`].

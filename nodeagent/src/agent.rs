@@ -57,6 +57,8 @@ pub struct Node {
     /// Wakes the reconciler before its next pass is due: a node's `Changed` hint (see
     /// [`crate::compute::changes`]).
     pub reconcile_wake: Arc<tokio::sync::Notify>,
+    /// The storage pools this node has open (`local` and those the leader handed it).
+    pub pools: crate::storage::pools::Pools,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -130,7 +132,9 @@ impl Node {
             None
         };
 
-        let figures = figures::measure(data_dir);
+        let pools = crate::storage::pools::Pools::open(data_dir);
+        let mut figures = figures::measure(data_dir);
+        figures.storage = figures::pool_figures(&pools);
         let mut seeds: Vec<String> = config.seeds.clone();
         if let Some(r) = &replica {
             for n in r.state.read().nodes.values() {
@@ -198,6 +202,7 @@ impl Node {
             ssh,
             fencing: crate::fencing::Fencing::new(fence_after),
             reconcile_wake: Arc::new(tokio::sync::Notify::new()),
+            pools,
             shutdown: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
         });
@@ -379,11 +384,21 @@ async fn publish_figures(node: Arc<Node>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut n = 0u64;
     let mut cpu_before = figures::cpu_times();
+    let mut pools_seen = node.pools.generation();
     loop {
         tick.tick().await;
         n += 1;
+        // New pools are gossiped at once: the scheduler places disks and images by them.
+        let pools_now = node.pools.generation();
+        if pools_now != pools_seen && n % 10 != 1 {
+            if let Ok(s) = serde_json::to_string(&figures::pool_figures(&node.pools)) {
+                node.gossip.set(keys::STORAGE, s).await;
+            }
+        }
+        pools_seen = pools_now;
         if n % 10 == 1 {
-            let f = figures::measure(&node.data_dir);
+            let mut f = figures::measure(&node.data_dir);
+            f.storage = figures::pool_figures(&node.pools);
             let cpu_now = figures::cpu_times();
             if let (Some(a), Some(b)) = (cpu_before, cpu_now) {
                 node.gossip

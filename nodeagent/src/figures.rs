@@ -94,6 +94,20 @@ pub fn measure(data_dir: &Path) -> NodeFigures {
     }
 }
 
+/// The use of the node's usable pools, as gossiped (`local` first).
+pub fn pool_figures(pools: &crate::storage::pools::Pools) -> Vec<PoolFigures> {
+    pools
+        .report()
+        .into_iter()
+        .filter(|p| p.error.is_none())
+        .map(|p| PoolFigures {
+            name: p.name,
+            total: p.total,
+            used: p.used,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

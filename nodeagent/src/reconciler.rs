@@ -22,10 +22,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use skiff_cluster::agentproto::{
-    AgentErrorCode, AgentReply, AgentReport, AgentRequest, PowerAction, REPORT_TIMEOUT,
+    AgentErrorCode, AgentReply, AgentReport, AgentRequest, PoolReport, PowerAction, REPORT_TIMEOUT,
 };
 use skiff_cluster::api::tasks::{ActualView, Convergence, NodeActual, ServerActual};
 use skiff_cluster::state::backups::{schedule_due, BackupOp};
+use skiff_cluster::state::pools::{pools_of, PoolKind, PoolSpec, LOCAL_POOL};
 use skiff_cluster::state::servers::{
     shutdown_force_after, DiskSpec, PowerState, SHUTDOWN_FORCE_AFTER_SECS,
 };
@@ -226,6 +227,7 @@ fn plan_image_task(task: &TaskRecord, state: &ClusterState) -> TaskPlan {
             request: AgentRequest::Image {
                 name: image.name.clone(),
                 op: p.op.clone(),
+                pool: image.pool.clone(),
             },
             settle: SettleOf::Image(image.name.clone()),
         },
@@ -249,6 +251,7 @@ fn plan_backup_task(task: &TaskRecord, state: &ClusterState) -> TaskPlan {
                 id: b.id,
                 files: b.files.clone(),
                 op: b.pending.as_ref().map_or(BackupOp::Create, |p| p.op),
+                pool: b.pool.clone(),
             },
             settle: SettleOf::Backup(b.id),
         },
@@ -302,7 +305,13 @@ pub enum DriftAction {
     /// Move an image file nothing explains out of the node's pool (see [`ORPHAN_IMAGE_SECS`]).
     SetAside {
         node: String,
+        pool: String,
         name: String,
+    },
+    /// Hand the node the pools it should have (it reports others, or some unusable).
+    Pools {
+        node: String,
+        pools: Vec<PoolSpec>,
     },
 }
 
@@ -312,7 +321,8 @@ impl DriftAction {
         match self {
             DriftAction::Ensure { node, server } => format!("{}@{node}", server.name),
             DriftAction::Remove { node, name } => format!("{name}@{node}"),
-            DriftAction::SetAside { node, name } => format!("image:{name}@{node}"),
+            DriftAction::SetAside { node, pool, name } => format!("image:{pool}/{name}@{node}"),
+            DriftAction::Pools { node, .. } => format!("pools@{node}"),
         }
     }
 }
@@ -417,8 +427,24 @@ pub fn plan_drift(
         }
         view.push(a);
     }
+    // Shared pools' markers are written by the first node (by name) that reports.
+    let first_reporting = reports
+        .iter()
+        .find(|(_, r)| matches!(r, NodeReport::Report(_)))
+        .map(|(n, _)| n.clone());
     for (node, r) in reports {
         let NodeReport::Report(r) = r else { continue };
+        let wanted = pools_of(
+            state,
+            node,
+            first_reporting.as_deref() == Some(node.as_str()),
+        );
+        if pools_differ(&wanted, r.pools.as_deref()) {
+            actions.push(DriftAction::Pools {
+                node: node.clone(),
+                pools: wanted,
+            });
+        }
         for d in &r.domains {
             let explained = state
                 .servers
@@ -433,9 +459,12 @@ pub fn plan_drift(
             }
         }
         for f in r.images.iter().flatten() {
-            if f.age_secs >= ORPHAN_IMAGE_SECS && !image_explained(state, tasks, node, &f.name) {
+            if f.age_secs >= ORPHAN_IMAGE_SECS
+                && !image_explained(state, tasks, node, &f.pool, &f.name)
+            {
                 actions.push(DriftAction::SetAside {
                     node: node.clone(),
+                    pool: f.pool.clone(),
                     name: f.name.clone(),
                 });
             }
@@ -444,16 +473,45 @@ pub fn plan_drift(
     (actions, view)
 }
 
-/// Whether the desired state accounts for the image file `name` in `node`'s pool: an image
-/// recorded there (made, pending or being removed), or a disk (`SERVER-diskN`) of a server
-/// placed there or with a task under way (a move or removal may hold disks on two nodes).
+/// Whether a node's report of its pools differs from what it should have: another set of pools
+/// (by name, kind and directory), or one it cannot use. An older agent (no list) is left alone.
+fn pools_differ(wanted: &[PoolSpec], reported: Option<&[PoolReport]>) -> bool {
+    let Some(reported) = reported else {
+        return false;
+    };
+    let others: Vec<&PoolReport> = reported.iter().filter(|p| p.name != LOCAL_POOL).collect();
+    others.len() != wanted.len()
+        || others.iter().any(|r| r.error.is_some())
+        || wanted.iter().any(|w| {
+            !others.iter().any(|r| {
+                r.name == w.name
+                    && r.kind == w.kind.as_str()
+                    && match &w.kind {
+                        PoolKind::Dir { path } => &r.path == path,
+                        PoolKind::Zfs { .. } => true,
+                    }
+            })
+        })
+}
+
+/// Whether the desired state accounts for the image file `name` in the pool `pool` as `node`
+/// lists it: an image recorded in that pool (made, pending or being removed) on that node — on
+/// any node for a shared pool, which every node lists —, or a disk (`SERVER-diskN`) of a server
+/// placed there (anywhere, for a shared pool) or with a task under way (a move or removal may
+/// hold disks on two nodes).
 fn image_explained(
     state: &ClusterState,
     tasks: &HashMap<String, ServerTasks>,
     node: &str,
+    pool: &str,
     name: &str,
 ) -> bool {
-    if state.images.get(name).is_some_and(|i| i.node == node) {
+    let shared = state.pools.get(pool).is_some_and(|p| p.is_shared());
+    if state
+        .images
+        .get(name)
+        .is_some_and(|i| i.pool == pool && (shared || i.node == node))
+    {
         return true;
     }
     let Some(server) = disk_owner(name) else {
@@ -462,7 +520,7 @@ fn image_explained(
     state
         .servers
         .get(server)
-        .is_some_and(|s| s.node.as_deref() == Some(node))
+        .is_some_and(|s| shared || s.node.as_deref() == Some(node))
         || matches!(tasks.get(server), Some(ServerTasks::Open(_)))
 }
 
@@ -472,12 +530,20 @@ pub fn missing_images(state: &ClusterState, node: &str, report: &AgentReport) ->
     let Some(files) = &report.images else {
         return Vec::new();
     };
-    let present: HashSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    // Pools the node cannot use are not listed: their images are not judged missing.
+    let listed = |pool: &str| match &report.pools {
+        Some(pools) => pools.iter().any(|p| p.name == pool && p.error.is_none()),
+        None => pool == LOCAL_POOL,
+    };
+    let present: HashSet<(&str, &str)> = files
+        .iter()
+        .map(|f| (f.pool.as_str(), f.name.as_str()))
+        .collect();
     state
         .images
         .values()
-        .filter(|i| i.node == node && i.ready && i.pending.is_none())
-        .filter(|i| !present.contains(i.name.as_str()))
+        .filter(|i| i.node == node && i.ready && i.pending.is_none() && listed(&i.pool))
+        .filter(|i| !present.contains(&(i.pool.as_str(), i.name.as_str())))
         .map(|i| i.name.clone())
         .collect()
 }
@@ -751,6 +817,10 @@ async fn pass(node: &Arc<Node>, m: &mut Memory) {
             missing_images: match r {
                 NodeReport::Report(r) => missing_images(&state, name, r),
                 _ => Vec::new(),
+            },
+            pools: match r {
+                NodeReport::Report(r) => r.pools.clone(),
+                _ => None,
             },
             error: match r {
                 NodeReport::Unreachable(e) => Some(e.clone()),
@@ -1208,10 +1278,11 @@ fn run_drift(
                     },
                 ),
                 DriftAction::Remove { node, name } => (node, AgentRequest::Remove { name }),
-                DriftAction::SetAside { node, name } => {
-                    warn!(%node, image = %name, "an image file nothing explains: setting it aside");
-                    (node, AgentRequest::SetAside { name })
+                DriftAction::SetAside { node, pool, name } => {
+                    warn!(%node, %pool, image = %name, "an image file nothing explains: setting it aside");
+                    (node, AgentRequest::SetAside { name, pool })
                 }
+                DriftAction::Pools { node, pools } => (node, AgentRequest::Pools { pools }),
             };
             let what = req.describe();
             let failed = match send(&node, &to, req).await {
@@ -1331,6 +1402,7 @@ mod tests {
             hypervisor: "fake".into(),
             figures: Vec::new(),
             images: None,
+            pools: None,
             domains: domains
                 .iter()
                 .map(|(n, p, g)| DomainReport {
@@ -1389,6 +1461,7 @@ mod tests {
             files
                 .iter()
                 .map(|(name, age)| ImageFileReport {
+                    pool: "local".into(),
                     name: (*name).into(),
                     bytes: 1,
                     age_secs: *age,
@@ -1416,15 +1489,154 @@ mod tests {
         assert_eq!(
             aside,
             [
-                "image:elsewhere@n1",
-                "image:gone-disk0@n1",
-                "image:stray@n1",
-                "image:web-diskette@n1"
+                "image:local/elsewhere@n1",
+                "image:local/gone-disk0@n1",
+                "image:local/stray@n1",
+                "image:local/web-diskette@n1"
             ]
         );
         assert_eq!(disk_owner("web-disk12"), Some("web"));
         assert_eq!(disk_owner("-disk1"), None);
         assert_eq!(disk_owner("web-disk"), None);
+    }
+
+    #[test]
+    fn pools_are_handed_over_and_shared_pool_files_judged_on_every_node() {
+        use skiff_cluster::agentproto::{ImageFileReport, PoolReport};
+        use skiff_cluster::state::pools::{PoolKind, PoolRecord};
+        let mut state = state_with(&[server("web", "n1", PowerState::Running, 1)]);
+        let dir = |p: &str| PoolKind::Dir { path: p.into() };
+        state.pools.insert(
+            "0".into(),
+            PoolRecord {
+                name: "0".into(),
+                node: None,
+                kind: dir("/mnt/shared"),
+                token: "t".into(),
+                created_at: 1,
+            },
+        );
+        state.pools.insert(
+            "fast".into(),
+            PoolRecord {
+                name: "fast".into(),
+                node: Some("n2".into()),
+                kind: dir("/srv/fast"),
+                token: String::new(),
+                created_at: 1,
+            },
+        );
+        let mut img = skiff_cluster::state::ImageRecord {
+            name: "base".into(),
+            owner: "alice".into(),
+            node: "n1".into(),
+            pool: "0".into(),
+            size_gib: 1,
+            master: true,
+            parent: None,
+            snapshots: Vec::new(),
+            created_at: 1,
+            ready: true,
+            pending: None,
+        };
+        state.images.insert("base".into(), img.clone());
+        img.name = "quick".into();
+        img.node = "n2".into();
+        img.pool = "fast".into();
+        state.images.insert("quick".into(), img);
+        let pool = |name: &str, path: &str, error: Option<&str>| PoolReport {
+            name: name.into(),
+            kind: "dir".into(),
+            path: path.into(),
+            error: error.map(String::from),
+            total: 10,
+            used: 1,
+        };
+        let file = |pool: &str, name: &str| ImageFileReport {
+            pool: pool.into(),
+            name: name.into(),
+            bytes: 1,
+            age_secs: ORPHAN_IMAGE_SECS,
+        };
+        let with = |node: &str, pools: Vec<PoolReport>, files: Vec<ImageFileReport>| {
+            let NodeReport::Report(mut r) = report(node, &[]) else {
+                unreachable!()
+            };
+            r.pools = Some(pools);
+            r.images = Some(files);
+            NodeReport::Report(r)
+        };
+        let local = pool("local", "/d/pools/local", None);
+        let mut reports = BTreeMap::new();
+        // n1 has the shared pool; n2 has neither pool open yet; n3 is an older agent.
+        reports.insert(
+            "n1".to_string(),
+            with(
+                "n1",
+                vec![local.clone(), pool("0", "/mnt/shared", None)],
+                vec![
+                    file("0", "base"),
+                    file("0", "stray"),
+                    file("0", "web-disk1"),
+                ],
+            ),
+        );
+        reports.insert(
+            "n2".to_string(),
+            with(
+                "n2",
+                vec![
+                    local.clone(),
+                    pool("0", "/mnt/shared", Some("marker missing")),
+                ],
+                // The same shared files as n1 sees, and a node-local image elsewhere's.
+                vec![
+                    file("0", "base"),
+                    file("0", "stray"),
+                    file("local", "quick"),
+                ],
+            ),
+        );
+        reports.insert("n3".to_string(), report("n3", &[]));
+        let (actions, _) = plan_drift(&state, &reports, &HashMap::new(), &is_shared_pool);
+        let keys: Vec<String> = actions.iter().map(DriftAction::key).collect();
+        assert_eq!(
+            keys,
+            [
+                // (the server's domain is missing on n1)
+                "web@n1",
+                // The shared pool's files are judged the same from every node: a master
+                // recorded on n1 and a disk of a server anywhere are explained there.
+                "image:0/stray@n1",
+                "pools@n2",
+                "image:0/stray@n2",
+                // `quick` is recorded in pool fast, not in n2's local pool.
+                "image:local/quick@n2",
+            ]
+        );
+        let handed = actions.iter().find_map(|a| match a {
+            DriftAction::Pools { node, pools } if node == "n2" => Some(pools.clone()),
+            _ => None,
+        });
+        let handed = handed.expect("n2 gets its pools");
+        assert_eq!(
+            handed
+                .iter()
+                .map(|p| (p.name.as_str(), p.writes_marker))
+                .collect::<Vec<_>>(),
+            [("0", false), ("fast", false)]
+        );
+        // The first reporting node writes the shared marker; nothing to hand it now.
+        assert!(!keys.contains(&"pools@n1".to_string()));
+        assert!(pools_differ(
+            &pools_of(&state, "n1", true),
+            Some(std::slice::from_ref(&local))
+        ));
+        // Images in a pool the node cannot use are not judged missing.
+        let NodeReport::Report(n2) = &reports["n2"] else {
+            unreachable!()
+        };
+        assert!(missing_images(&state, "n2", n2).is_empty());
     }
 
     #[test]

@@ -331,7 +331,7 @@ async fn lifecycle(
         );
     }
     let handler = AgentHandler::new("bench".into(), Some(Arc::new(hypervisor)))
-        .with_disks(DiskProvisioner::new(store.clone()));
+        .with_disks(DiskProvisioner::in_store(store.clone()));
     let lc = Lifecycle {
         cfg,
         handler,

@@ -96,6 +96,7 @@ async fn flatten_and_convert_free_masters_and_make_standalone_images() {
 
     // An admin's master with data in it; alice's clone with data of its own.
     let req = CreateImageRequest {
+        pool: None,
         name: "base".into(),
         size_gib: 1,
         node: None,
@@ -315,6 +316,7 @@ async fn images_masters_clones_snapshots_and_permissions() {
     // An admin's blank image, made on node-0 and turned into a master.
     let node0 = c.node(0).name.clone();
     let req = CreateImageRequest {
+        pool: None,
         name: "debian".into(),
         size_gib: 1,
         node: Some(node0.clone()),
@@ -358,6 +360,7 @@ async fn images_masters_clones_snapshots_and_permissions() {
         code(
             carol
                 .create_image(&CreateImageRequest {
+                    pool: None,
                     name: "x".into(),
                     size_gib: 1,
                     node: None
@@ -404,6 +407,7 @@ async fn images_masters_clones_snapshots_and_permissions() {
     let bad = [
         admin
             .create_image(&CreateImageRequest {
+                pool: None,
                 name: "Bad/Name".into(),
                 size_gib: 1,
                 node: None,
@@ -411,6 +415,7 @@ async fn images_masters_clones_snapshots_and_permissions() {
             .await,
         admin
             .create_image(&CreateImageRequest {
+                pool: None,
                 name: "zero".into(),
                 size_gib: 0,
                 node: None,
@@ -418,6 +423,7 @@ async fn images_masters_clones_snapshots_and_permissions() {
             .await,
         admin
             .create_image(&CreateImageRequest {
+                pool: None,
                 name: "web-disk0".into(),
                 size_gib: 1,
                 node: None,
@@ -425,6 +431,7 @@ async fn images_masters_clones_snapshots_and_permissions() {
             .await,
         admin
             .create_image(&CreateImageRequest {
+                pool: None,
                 name: "x".into(),
                 size_gib: 1,
                 node: Some("no-such-node".into()),
@@ -513,7 +520,7 @@ async fn upload_and_download_check_what_they_carry() {
     // A qcow2 image goes in as it is; a raw one is converted.
     qemu_img(&["create", "-q", "-f", "qcow2", &file("a.qcow2"), "1G"]);
     let up = admin
-        .upload_image("uploaded", None, &dir.path().join("a.qcow2"))
+        .upload_image("uploaded", None, None, &dir.path().join("a.qcow2"))
         .await
         .unwrap();
     assert_eq!((up.size_gib, up.ready, up.busy_task), (1, true, None));
@@ -523,7 +530,7 @@ async fn upload_and_download_check_what_they_carry() {
     );
     std::fs::write(dir.path().join("r.raw"), vec![7u8; 1 << 20]).unwrap();
     let raw = admin
-        .upload_image("fromraw", None, &dir.path().join("r.raw"))
+        .upload_image("fromraw", None, None, &dir.path().join("r.raw"))
         .await
         .unwrap();
     assert_eq!(raw.size_gib, 1);
@@ -559,13 +566,13 @@ async fn upload_and_download_check_what_they_carry() {
         &file("child.qcow2"),
     ]);
     let refused = admin
-        .upload_image("sneaky", None, &dir.path().join("child.qcow2"))
+        .upload_image("sneaky", None, None, &dir.path().join("child.qcow2"))
         .await;
     assert_eq!(code(refused).0, 400);
     assert_eq!(
         code(
             admin
-                .upload_image("uploaded", None, &dir.path().join("a.qcow2"))
+                .upload_image("uploaded", None, None, &dir.path().join("a.qcow2"))
                 .await
         )
         .0,
@@ -574,7 +581,7 @@ async fn upload_and_download_check_what_they_carry() {
     assert_eq!(
         code(
             carol
-                .upload_image("mine", None, &dir.path().join("a.qcow2"))
+                .upload_image("mine", None, None, &dir.path().join("a.qcow2"))
                 .await
         )
         .0,
@@ -583,7 +590,7 @@ async fn upload_and_download_check_what_they_carry() {
     assert_eq!(
         code(
             admin
-                .upload_image("Bad", None, &dir.path().join("a.qcow2"))
+                .upload_image("Bad", None, None, &dir.path().join("a.qcow2"))
                 .await
         )
         .0,
@@ -618,6 +625,7 @@ async fn backups_restore_what_was_copied_and_keep_to_their_owners() {
     let carol = user_client(&c, "carol", UserRole::ReadOnly).await;
     let pool0: PathBuf = c.dirs[0].join("pools/local");
     let req = CreateImageRequest {
+        pool: None,
         name: "data".into(),
         size_gib: 1,
         node: None,

@@ -95,6 +95,7 @@ async fn stacks_install_start_stop_refuse_and_remove_together() {
     let node0 = c.node(0).name.clone();
     let t = admin
         .create_image(&CreateImageRequest {
+            pool: None,
             name: "debian-12".into(),
             size_gib: 1,
             node: Some(node0.clone()),

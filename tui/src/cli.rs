@@ -54,6 +54,9 @@ pub enum Command {
     /// Disk images: blank images, masters and clones, snapshots (`skiff image ...`).
     #[command(subcommand)]
     Image(crate::commands::images::ImageCommand),
+    /// Storage pools: local, node-local and shared, with their use (`skiff pool ...`, admins).
+    #[command(subcommand)]
+    Pool(crate::commands::pools::PoolCommand),
     /// Backups of images and stopped servers, now or daily with retention (`skiff backup ...`).
     #[command(subcommand)]
     Backup(crate::commands::backups::BackupCommand),

@@ -238,6 +238,7 @@ pub async fn execute(
         Command::Servers(c) => commands::servers::run(c, client, out, err).await?,
         // [servers: arms]
         Command::Image(c) => commands::images::run(c, client, out, err).await?,
+        Command::Pool(c) => commands::pools::run(c, client, out).await?,
         Command::Backup(c) => commands::backups::run(c, client, out, err).await?,
         Command::Connection(c) => commands::connections::run(c, client, out).await?,
         Command::Network(c) => commands::connections::run_network(c, client, out).await?,

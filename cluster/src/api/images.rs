@@ -62,10 +62,13 @@ impl ImageView {
 pub struct CreateImageRequest {
     pub name: String,
     pub size_gib: u64,
-    /// The node whose local pool gets it; absent: the alive compute node with the most free
-    /// storage.
+    /// The node whose pool gets it; absent: the node of `pool` when it is node-local, else the
+    /// alive compute node with the most free space in the pool.
     #[serde(default)]
     pub node: Option<String>,
+    /// The pool; absent: shared pool `0` when there is one, else the node's `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// Optional body of `POST /api/v1/images/{name}/{action}`; each action reads its own field.
@@ -87,6 +90,9 @@ pub struct ImageActionRequest {
     /// `convert`: compress the new image's data (qcow2 compression: smaller, slower to write).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compress: bool,
+    /// `clone`, `convert`: the new image's pool on the same node (default: the source's pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 impl ApiClient {
@@ -127,20 +133,28 @@ impl ApiClient {
     }
 
     /// `PUT /api/v1/images/{name}/content`: uploads the file at `path` (qcow2 without a backing
-    /// file, or raw) as a new image on `node` (default: the node with the most free space). The
-    /// file is read afresh for each attempt, so following the leader is safe.
+    /// file, or raw) as a new image on `node` in `pool` (defaults as for
+    /// [`CreateImageRequest`]). The file is read afresh for each attempt, so following the
+    /// leader is safe.
     pub async fn upload_image(
         &self,
         name: &str,
         node: Option<&str>,
+        pool: Option<&str>,
         path: &std::path::Path,
     ) -> Result<ImageView, ClientError> {
         let unreadable =
             |e: std::io::Error| ClientError::Setup(format!("cannot read {}: {e}", path.display()));
         let len = std::fs::metadata(path).map_err(unreadable)?.len();
-        let query = node
-            .map(|n| format!("?node={}", seg(n)))
-            .unwrap_or_default();
+        let params: Vec<String> = [("node", node), ("pool", pool)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", seg(v))))
+            .collect();
+        let query = if params.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", params.join("&"))
+        };
         let route = format!("/images/{}/content{query}", seg(name));
         let mut opened: Option<std::io::Error> = None;
         let result = self

@@ -10,6 +10,7 @@ pub mod events;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod fake_node;
 pub mod images;
+pub mod pools;
 pub mod servers;
 pub mod stacks;
 pub mod tasks;

@@ -66,6 +66,9 @@ pub struct NodeActual {
     /// Images recorded as made on it whose file its pool does not hold.
     #[serde(default)]
     pub missing_images: Vec<String>,
+    /// Its pools as it has them open (`None`: not reported).
+    #[serde(default)]
+    pub pools: Option<Vec<crate::agentproto::PoolReport>>,
     /// Why the last report failed.
     pub error: Option<String>,
 }

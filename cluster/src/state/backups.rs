@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::images::busy_with;
+use super::pools::LOCAL_POOL;
 use super::servers::PowerState;
 use super::tasks::open_task;
 use super::{ClusterState, CommandOutcome, RefusalCode};
@@ -79,6 +80,9 @@ pub struct BackupRecord {
     pub target: BackupTarget,
     pub owner: String,
     pub node: String,
+    /// The pool holding `files` (and, in its `.backups/`, the copies).
+    #[serde(default = "super::pools::local_pool_name")]
+    pub pool: String,
     /// The pool images copied (the image, or the server's `SERVER-diskN`).
     pub files: Vec<String>,
     pub created_at: u64,
@@ -159,11 +163,21 @@ fn refused(code: RefusalCode, m: impl Into<String>) -> CommandOutcome {
     }
 }
 
-/// The node and files of a target as it stands, or why it cannot be backed up or restored now.
+/// What a backup of a target copies: the images of one pool on one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetFiles {
+    pub owner: String,
+    pub node: String,
+    pub pool: String,
+    pub files: Vec<String>,
+}
+
+/// The node, pool and files of a target as it stands, or why it cannot be backed up or restored
+/// now.
 pub fn target_files(
     state: &ClusterState,
     target: &BackupTarget,
-) -> Result<(String, String, Vec<String>), CommandOutcome> {
+) -> Result<TargetFiles, CommandOutcome> {
     let invalid = |m: String| refused(RefusalCode::InvalidState, m);
     match target {
         BackupTarget::Image { name } => {
@@ -179,7 +193,12 @@ pub fn target_files(
                     format!("image {name} is busy with task {t}"),
                 ));
             }
-            Ok((image.owner.clone(), image.node.clone(), vec![name.clone()]))
+            Ok(TargetFiles {
+                owner: image.owner.clone(),
+                node: image.node.clone(),
+                pool: image.pool.clone(),
+                files: vec![name.clone()],
+            })
         }
         BackupTarget::Server { name } => {
             let server = state.servers.get(name).ok_or_else(|| {
@@ -197,10 +216,24 @@ pub fn target_files(
             if server.spec.disks.is_empty() {
                 return Err(invalid(format!("server {name} has no disks")));
             }
+            let pool_of = |d: &super::servers::DiskSpec| {
+                d.pool.clone().unwrap_or_else(|| LOCAL_POOL.to_string())
+            };
+            let pool = pool_of(&server.spec.disks[0]);
+            if server.spec.disks.iter().any(|d| pool_of(d) != pool) {
+                return Err(invalid(format!(
+                    "server {name} has disks in more than one pool: back up its disks' pools one image at a time"
+                )));
+            }
             let files = (0..server.spec.disks.len())
                 .map(|i| format!("{name}-disk{i}"))
                 .collect();
-            Ok((server.owner.clone(), node, files))
+            Ok(TargetFiles {
+                owner: server.owner.clone(),
+                node,
+                pool,
+                files,
+            })
         }
     }
 }
@@ -258,7 +291,9 @@ fn try_apply(
             owner,
             scheduled,
         } => {
-            let (_, node, files) = target_files(state, target)?;
+            let TargetFiles {
+                node, pool, files, ..
+            } = target_files(state, target)?;
             state.next_backup_id = state.next_backup_id.max(1);
             let id = state.next_backup_id;
             state.next_backup_id += 1;
@@ -269,6 +304,7 @@ fn try_apply(
                     target: target.clone(),
                     owner: owner.clone(),
                     node,
+                    pool,
                     files,
                     created_at: at,
                     scheduled: *scheduled,
@@ -287,7 +323,7 @@ fn try_apply(
                 ));
             }
             let target = b.target.clone();
-            let (_, node, files) = target_files(state, &target)?;
+            let now = target_files(state, &target)?;
             if let BackupTarget::Image { name } = &target {
                 if state.images.get(name).is_some_and(|i| i.master) {
                     return Err(refused(
@@ -297,11 +333,11 @@ fn try_apply(
                 }
             }
             let b = existing(state, *id)?;
-            if node != b.node || files != b.files {
+            if now.node != b.node || now.pool != b.pool || now.files != b.files {
                 return Err(refused(
                     RefusalCode::InvalidState,
                     format!(
-                        "{} changed since backup {id} (node or disks): it cannot be restored in place",
+                        "{} changed since backup {id} (node, pool or disks): it cannot be restored in place",
                         target.describe()
                     ),
                 ));
@@ -452,6 +488,7 @@ mod tests {
             &mut s,
             1,
             Command::Image(ImageCommand::Create {
+                pool: None,
                 name: "img".into(),
                 owner: "admin".into(),
                 node,

@@ -20,8 +20,7 @@ use super::{ClusterState, CommandOutcome, RefusalCode};
 pub const IMAGE_NAME_MAX: usize = 64;
 /// Largest image (64 TiB).
 pub const IMAGE_MAX_GIB: u64 = 64 * 1024;
-/// The node-local pool, the only one until shared pools exist.
-pub const LOCAL_POOL: &str = "local";
+pub use super::pools::LOCAL_POOL;
 
 /// One image.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -127,12 +126,18 @@ pub enum ImageCommand {
         owner: String,
         node: String,
         size_gib: u64,
+        /// The pool on `node` (see [`default_pool`] when `None`).
+        #[serde(default)]
+        pool: Option<String>,
     },
-    /// A new child of the master `from`, on the master's node.
+    /// A new child of the master `from`, on the master's node, in `pool` (the master's when
+    /// `None`).
     Clone {
         name: String,
         from: String,
         owner: String,
+        #[serde(default)]
+        pool: Option<String>,
     },
     /// A new standalone image `name` with the full contents of `from` (its master folded in,
     /// compressed when `compress` says so), on `from`'s node.
@@ -142,6 +147,9 @@ pub enum ImageCommand {
         owner: String,
         #[serde(default)]
         compress: bool,
+        /// The pool of the new image (`from`'s when `None`).
+        #[serde(default)]
+        pool: Option<String>,
     },
     /// A new image on `node` whose bytes the leader is about to receive (its size is known once
     /// the node has them: [`ImageCommand::Settle`]'s `size_gib`).
@@ -149,6 +157,8 @@ pub enum ImageCommand {
         name: String,
         owner: String,
         node: String,
+        #[serde(default)]
+        pool: Option<String>,
     },
     /// Any other operation on the existing image `name`. (Not `op`: that is the tag of
     /// [`super::Command`], whose fields this command's share.)
@@ -358,17 +368,51 @@ fn check_quota(state: &ClusterState, owner: &str, extra_gib: u64) -> Result<(), 
     Ok(())
 }
 
+/// The pool of a new image when the request names none: shared pool `0` when there is one,
+/// else the node's own `local`.
+pub fn default_pool(state: &ClusterState) -> &'static str {
+    if state.pools.get("0").is_some_and(|p| p.is_shared()) {
+        "0"
+    } else {
+        LOCAL_POOL
+    }
+}
+
+/// Checks that `node` has the pool `pool`.
+fn check_pool(state: &ClusterState, node: &str, pool: &str) -> Result<(), CommandOutcome> {
+    if super::pools::node_has_pool(state, node, pool) {
+        Ok(())
+    } else if state.pools.contains_key(pool) {
+        Err(refused(
+            RefusalCode::Invalid,
+            format!("pool {pool} is not on node {node}"),
+        ))
+    } else {
+        Err(refused(
+            RefusalCode::NotFound,
+            format!("no pool named {pool:?}"),
+        ))
+    }
+}
+
+/// Where a new image goes: its node and pool.
+struct Place<'a> {
+    node: &'a str,
+    pool: &'a str,
+}
+
 #[allow(clippy::too_many_arguments)] // one per field of the new record
 fn new_record(
     state: &mut ClusterState,
     name: &str,
     owner: &str,
-    node: &str,
+    place: Place<'_>,
     size_gib: u64,
     parent: Option<String>,
     op: ImageOp,
     at: u64,
 ) -> CommandOutcome {
+    let Place { node, pool } = place;
     let task_id = open_task(state, owner, op.kind(), name, Some(node.to_string()), at);
     state.images.insert(
         name.to_string(),
@@ -376,7 +420,7 @@ fn new_record(
             name: name.to_string(),
             owner: owner.to_string(),
             node: node.to_string(),
-            pool: LOCAL_POOL.to_string(),
+            pool: pool.to_string(),
             size_gib,
             master: false,
             parent,
@@ -407,6 +451,7 @@ fn try_apply(
             owner,
             node,
             size_gib,
+            pool,
         } => {
             check_image_name("image", name).map_err(invalid)?;
             check_image_size(*size_gib).map_err(invalid)?;
@@ -425,15 +470,29 @@ fn try_apply(
                     format!("node {node} is in maintenance"),
                 ));
             }
+            let pool = pool.as_deref().unwrap_or(default_pool(state));
+            check_pool(state, node, pool)?;
             check_quota(state, owner, *size_gib)?;
             let op = ImageOp::Create {
                 size_gib: *size_gib,
             };
             Ok(new_record(
-                state, name, owner, node, *size_gib, None, op, at,
+                state,
+                name,
+                owner,
+                Place { node, pool },
+                *size_gib,
+                None,
+                op,
+                at,
             ))
         }
-        ImageCommand::Upload { name, owner, node } => {
+        ImageCommand::Upload {
+            name,
+            owner,
+            node,
+            pool,
+        } => {
             check_image_name("image", name).map_err(invalid)?;
             if state.images.contains_key(name) {
                 return Err(taken(name));
@@ -450,19 +509,26 @@ fn try_apply(
                     format!("node {node} is in maintenance"),
                 ));
             }
+            let pool = pool.as_deref().unwrap_or(default_pool(state));
+            check_pool(state, node, pool)?;
             check_quota(state, owner, 0)?;
             Ok(new_record(
                 state,
                 name,
                 owner,
-                node,
+                Place { node, pool },
                 0,
                 None,
                 ImageOp::Upload,
                 at,
             ))
         }
-        ImageCommand::Clone { name, from, owner } => {
+        ImageCommand::Clone {
+            name,
+            from,
+            owner,
+            pool,
+        } => {
             check_image_name("image", name).map_err(invalid)?;
             if state.images.contains_key(name) {
                 return Err(taken(name));
@@ -477,13 +543,18 @@ fn try_apply(
                 ));
             }
             let (node, size) = (master.node.clone(), master.size_gib);
+            let pool = pool.clone().unwrap_or_else(|| master.pool.clone());
+            check_pool(state, &node, &pool)?;
             check_quota(state, owner, size)?;
             let op = ImageOp::Clone { from: from.clone() };
             Ok(new_record(
                 state,
                 name,
                 owner,
-                &node,
+                Place {
+                    node: &node,
+                    pool: &pool,
+                },
                 size,
                 Some(from.clone()),
                 op,
@@ -495,6 +566,7 @@ fn try_apply(
             from,
             owner,
             compress,
+            pool,
         } => {
             check_image_name("image", name).map_err(invalid)?;
             if state.images.contains_key(name) {
@@ -516,12 +588,18 @@ fn try_apply(
                 ));
             }
             let (node, size) = (source.node.clone(), source.size_gib);
+            let pool = pool.clone().unwrap_or_else(|| source.pool.clone());
+            check_pool(state, &node, &pool)?;
             check_quota(state, owner, size)?;
             let op = ImageOp::Convert {
                 from: from.clone(),
                 compress: *compress,
             };
-            Ok(new_record(state, name, owner, &node, size, None, op, at))
+            let place = Place {
+                node: &node,
+                pool: &pool,
+            };
+            Ok(new_record(state, name, owner, place, size, None, op, at))
         }
         ImageCommand::Act { name, work: op } => {
             let image = state.images.get(name).ok_or_else(|| {
@@ -726,6 +804,7 @@ mod tests {
         task_of(&run(
             s,
             ImageCommand::Create {
+                pool: None,
                 name: name.into(),
                 owner: "admin".into(),
                 node,
@@ -762,6 +841,7 @@ mod tests {
                 },
             }),
             Command::Image(ImageCommand::Create {
+                pool: None,
                 name: "a".into(),
                 owner: "o".into(),
                 node: "n".into(),
@@ -783,6 +863,7 @@ mod tests {
                 work: ImageOp::Flatten,
             }),
             Command::Image(ImageCommand::Convert {
+                pool: None,
                 name: "b".into(),
                 from: "a".into(),
                 owner: "o".into(),
@@ -871,6 +952,7 @@ mod tests {
             run(
                 s,
                 ImageCommand::Clone {
+                    pool: None,
                     name: "child".into(),
                     from: "base".into(),
                     owner: "admin".into(),
@@ -940,6 +1022,7 @@ mod tests {
         let t = task_of(&run(
             s,
             ImageCommand::Clone {
+                pool: None,
                 name: "child".into(),
                 from: "base".into(),
                 owner: "admin".into(),
@@ -1033,6 +1116,7 @@ mod tests {
         run(
             s,
             ImageCommand::Convert {
+                pool: None,
                 name: name.into(),
                 from: from.into(),
                 owner: owner.into(),
@@ -1131,6 +1215,7 @@ mod tests {
         let o = run(
             &mut s,
             ImageCommand::Create {
+                pool: None,
                 name: "b".into(),
                 owner: "admin".into(),
                 node,

@@ -14,6 +14,7 @@ pub mod backups;
 pub mod connections;
 pub mod images;
 mod nodes;
+pub mod pools;
 pub mod servers;
 pub mod stacks;
 pub mod tasks;
@@ -24,6 +25,7 @@ pub use backups::{BackupCommand, BackupRecord, BackupTarget};
 pub use connections::{ConnectionCommand, ConnectionKind, ConnectionRecord, NetworkSettings};
 pub use images::{ImageCommand, ImageOp, ImageRecord};
 pub use nodes::{CaMaterial, JoinTokenRecord, NodeRecord, NodeRole, Revocation};
+pub use pools::{PoolCommand, PoolKind, PoolRecord, PoolSpec};
 pub use servers::{ServerCommand, ServerRecord, ServerSpec};
 pub use stacks::{StackCommand, StackRecord};
 pub use tasks::{TaskCommand, TaskRecord, TaskState};
@@ -99,6 +101,9 @@ pub struct ClusterState {
     /// The internal network and the external address pool connections take addresses from.
     #[serde(default)]
     pub network: NetworkSettings,
+    /// Storage pools an admin added (every compute node has `local` besides).
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolRecord>,
     /// Groups of servers installed together from a recipe.
     #[serde(default)]
     pub stacks: stacks::Stacks,
@@ -144,6 +149,7 @@ pub enum Command {
     Backup(BackupCommand),
     Connection(ConnectionCommand),
     Stack(StackCommand),
+    Pool(PoolCommand),
 }
 
 /// What applying a command produced.
@@ -222,6 +228,7 @@ impl Command {
             Command::Backup(c) => c.describe(),
             Command::Connection(c) => c.describe(),
             Command::Stack(c) => c.describe(),
+            Command::Pool(c) => c.describe(),
         }
     }
 }
@@ -380,6 +387,7 @@ impl ClusterState {
             Command::Backup(c) => backups::apply(self, c, at),
             Command::Connection(c) => connections::apply(self, c, at),
             Command::Stack(c) => stacks::apply(self, c, actor, at),
+            Command::Pool(c) => pools::apply(self, c, at),
         }
     }
 

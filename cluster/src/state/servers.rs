@@ -423,6 +423,14 @@ fn check_target(state: &ClusterState, node: &str, spec: &ServerSpec) -> Result<(
             ));
         }
     }
+    for pool in spec.disks.iter().filter_map(|d| d.pool.as_deref()) {
+        if !super::pools::node_has_pool(state, node, pool) {
+            return Err(CommandOutcome::refused(
+                RefusalCode::NotFound,
+                format!("node {node} has no pool named {pool:?}"),
+            ));
+        }
+    }
     Ok(())
 }
 

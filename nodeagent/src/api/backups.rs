@@ -98,7 +98,7 @@ pub(super) async fn create(
     let owner = owner_of(&state, &p.name, p.role, &target)?;
     let at = skiff_cluster::state::backups::target_files(&state, &target)
         .ok()
-        .map(|(_, n, _)| n);
+        .map(|t| t.node);
     let cmd = BackupCommand::Create {
         target,
         owner,

@@ -22,7 +22,9 @@ use skiff_cluster::agentproto::image_stream::{
 use skiff_cluster::api::images::{
     CreateImageRequest, ImageActionRequest, ImageView, IMAGE_ACTIONS,
 };
-use skiff_cluster::state::images::{check_image_name, check_image_size, ImageRecord, LOCAL_POOL};
+use skiff_cluster::state::images::{
+    check_image_name, check_image_size, default_pool, ImageRecord, LOCAL_POOL,
+};
 use skiff_cluster::state::{
     ClusterState, Command, CommandOutcome, ImageCommand, ImageOp, UserRole,
 };
@@ -126,27 +128,85 @@ pub(super) async fn show(
     ok(ImageView::of(&state, image))
 }
 
-/// The alive compute node, not in maintenance, with the most free space in its local pool.
-async fn roomiest_node(node: &Node, state: &ClusterState) -> Result<String, Failure> {
+/// Where a new image goes: the node asked for; else the node of a node-local pool; else the
+/// alive compute node, not in maintenance, with the most free space in the pool (which it must
+/// have open). The pool is the one asked for, or the default ([`default_pool`]).
+async fn place_image(
+    node: &Node,
+    state: &ClusterState,
+    want_node: Option<&String>,
+    want_pool: Option<&String>,
+) -> Result<(String, String), Failure> {
+    let pool = match want_pool {
+        Some(p) => {
+            if !check_pool_ref(p) {
+                return Err(Failure::bad_request(format!("invalid pool name {p:?}")));
+            }
+            p.clone()
+        }
+        None => default_pool(state).to_string(),
+    };
+    if let Some(n) = want_node {
+        if !state.nodes.contains_key(n) {
+            return Err(Failure::bad_request(format!("no node named {n:?}")));
+        }
+        return Ok((n.clone(), pool));
+    }
+    if let Some(n) = state.pools.get(&pool).and_then(|p| p.node.clone()) {
+        return Ok((n, pool));
+    }
+    if pool != LOCAL_POOL && !state.pools.contains_key(&pool) {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no pool named {pool:?}"),
+        ));
+    }
+    // Free space as the nodes' last reports to the reconciler say (fresher than gossip just
+    // after a pool was added), else as gossiped.
+    let reported: std::collections::BTreeMap<String, Option<u64>> =
+        crate::reconciler::actual_view(node)
+            .map(|v| {
+                v.nodes
+                    .into_iter()
+                    .filter_map(|n| {
+                        let p = n.pools?.into_iter().find(|p| p.name == pool)?;
+                        let free = p.error.is_none().then(|| p.total.saturating_sub(p.used));
+                        Some((n.name, free))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
     let gossip = node.gossip_nodes().await;
     crate::scheduler::candidates(state, &gossip, None)
         .into_iter()
         .filter(|c| c.alive && c.compute && !c.maintenance)
-        .max_by_key(|c| {
-            c.pools
-                .iter()
-                .find(|p| p.name == LOCAL_POOL)
-                .map(|p| p.total.saturating_sub(p.used))
-                .unwrap_or(0)
+        .filter_map(|c| {
+            let free = match reported.get(&c.name) {
+                Some(free) => (*free)?,
+                None => {
+                    let p = c.pools.iter().find(|p| p.name == pool)?;
+                    p.total.saturating_sub(p.used)
+                }
+            };
+            Some((free, c.name))
         })
-        .map(|c| c.name)
+        .max()
+        .map(|(_, name)| (name, pool.clone()))
         .ok_or_else(|| {
             Failure::new(
                 StatusCode::CONFLICT,
                 "no_placement",
-                "no alive compute node outside maintenance can hold the image",
+                format!("no alive compute node outside maintenance has pool {pool} open"),
             )
         })
+}
+
+/// Whether `p` could name a pool (a local pool's name or a shared pool's number).
+fn check_pool_ref(p: &str) -> bool {
+    p == LOCAL_POOL
+        || skiff_cluster::state::pools::is_shared_name(p)
+        || skiff_cluster::state::pools::check_pool_name(p).is_ok()
 }
 
 pub(super) async fn create(
@@ -159,16 +219,13 @@ pub(super) async fn create(
     let Json(req) = body.map_err(|e| Failure::bad_request(e.body_text()))?;
     check_image_name("image", &req.name).map_err(Failure::bad_request)?;
     check_image_size(req.size_gib).map_err(Failure::bad_request)?;
-    let target = match &req.node {
-        Some(n) if state.nodes.contains_key(n) => n.clone(),
-        Some(n) => return Err(Failure::bad_request(format!("no node named {n:?}"))),
-        None => roomiest_node(&node, &state).await?,
-    };
+    let (target, pool) = place_image(&node, &state, req.node.as_ref(), req.pool.as_ref()).await?;
     let cmd = ImageCommand::Create {
         name: req.name,
         owner: p.name,
         node: target.clone(),
         size_gib: req.size_gib,
+        pool: Some(pool),
     };
     task_accepted(
         propose(&node, &caller, Command::Image(cmd)).await?,
@@ -206,6 +263,7 @@ pub(super) async fn action(
                 name: new,
                 from: name,
                 owner: p.name,
+                pool: req.pool,
             }
         }
         "master" => ImageCommand::Act {
@@ -238,6 +296,7 @@ pub(super) async fn action(
                 from: name,
                 owner: p.name,
                 compress: req.compress,
+                pool: req.pool,
             }
         }
         "resize" => {
@@ -290,12 +349,14 @@ pub(super) async fn remove(
     )
 }
 
-/// `?node=NAME` of an upload.
+/// `?node=NAME&pool=POOL` of an upload.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UploadQuery {
     #[serde(default)]
     node: Option<String>,
+    #[serde(default)]
+    pool: Option<String>,
 }
 
 const GIB: u64 = 1 << 30;
@@ -320,6 +381,7 @@ async fn open_image_stream(
     node: &Node,
     addr: std::net::SocketAddr,
     name: &str,
+    pool: &str,
     direction: Direction,
 ) -> Result<(quinn::SendStream, quinn::RecvStream, Option<u64>), Failure> {
     let (mut send, mut recv) = node
@@ -330,6 +392,7 @@ async fn open_image_stream(
     let open = ImageStreamOpen {
         name: name.to_string(),
         direction,
+        pool: pool.to_string(),
     };
     write_frame(&mut send, &open)
         .await
@@ -387,11 +450,7 @@ pub(super) async fn upload(
     let (state, p) = gate_as!(node, uri, caller, false);
     let axum::extract::Query(q) = query.map_err(|e| Failure::bad_request(e.body_text()))?;
     check_image_name("image", &name).map_err(Failure::bad_request)?;
-    let target = match &q.node {
-        Some(n) if state.nodes.contains_key(n) => n.clone(),
-        Some(n) => return Err(Failure::bad_request(format!("no node named {n:?}"))),
-        None => roomiest_node(&node, &state).await?,
-    };
+    let (target, pool) = place_image(&node, &state, q.node.as_ref(), q.pool.as_ref()).await?;
     let addr = address_of(&state, &target)?;
     let Some(_uploading) = Uploading::start(&name) else {
         return Err(Failure::new(
@@ -404,6 +463,7 @@ pub(super) async fn upload(
         name: name.clone(),
         owner: p.name.clone(),
         node: target.clone(),
+        pool: Some(pool.clone()),
     };
     let task_id = match propose(&node, &caller, Command::Image(cmd)).await? {
         CommandOutcome::TaskStarted { task_id } => task_id,
@@ -418,7 +478,7 @@ pub(super) async fn upload(
         .await;
     let outcome: Result<u64, Failure> = async {
         let (mut send, mut recv, _) =
-            open_image_stream(&node, addr, &name, Direction::Upload).await?;
+            open_image_stream(&node, addr, &name, &pool, Direction::Upload).await?;
         let mut body = body.into_data_stream();
         while let Some(chunk) = body.next().await {
             let chunk =
@@ -460,6 +520,7 @@ pub(super) async fn upload(
                     let remove = skiff_cluster::agentproto::AgentRequest::Image {
                         name: name.clone(),
                         op: ImageOp::Remove,
+                        pool: pool.clone(),
                     };
                     let _ = node.call_agent(&target, &remove).await;
                     Err(Failure::new(
@@ -507,7 +568,8 @@ pub(super) async fn download(
         ));
     }
     let addr = address_of(&state, &image.node)?;
-    let (_send, recv, size) = open_image_stream(&node, addr, &name, Direction::Download).await?;
+    let (_send, recv, size) =
+        open_image_stream(&node, addr, &name, &image.pool, Direction::Download).await?;
     let chunks = futures::stream::unfold(recv, |mut recv| async move {
         match recv.read_chunk(256 * 1024, true).await {
             Ok(Some(c)) => Some((Ok::<_, std::io::Error>(c.bytes), recv)),

@@ -192,6 +192,7 @@ fn router(node: Arc<Node>) -> Router {
         .merge(users::routes())
         .merge(servers::routes())
         .merge(images::routes())
+        .merge(pools::routes())
         .merge(backups::routes())
         .merge(connections::routes())
         .merge(stacks::routes())
@@ -460,6 +461,7 @@ mod images;
 pub(crate) use images::uploading;
 mod nodes;
 mod openapi;
+mod pools;
 mod servers;
 mod stacks;
 mod tasks;

@@ -88,9 +88,10 @@ fn visible<'a>(
         .ok_or_else(|| not_found(name))
 }
 
-/// The node holding the masters that `disks` are clones of (`None`: no disk is a clone). Each
-/// must be a ready master the user may use (their own, or an admin's); all on one node, since a
-/// clone is made next to its master in the node-local pool.
+/// The node holding the masters that `disks` are clones of (`None`: no disk is a clone, or
+/// every master is in a shared pool, which every node has). Each must be a ready master the user
+/// may use (their own, or an admin's); those in node-local pools all on one node, since a clone
+/// is made on the node of its master.
 pub(super) fn masters_node(
     state: &ClusterState,
     user: &str,
@@ -115,6 +116,9 @@ pub(super) fn masters_node(
                 "image {m} is not a master: disks are clones of masters (skiff image master {m})"
             )));
         }
+        if state.pools.get(&image.pool).is_some_and(|p| p.is_shared()) {
+            continue;
+        }
         match &at {
             Some(n) if *n != image.node => {
                 return Err(Failure::bad_request(format!(
@@ -126,6 +130,23 @@ pub(super) fn masters_node(
         }
     }
     Ok(at)
+}
+
+/// Adds to `demand` the shared pools of the masters `disks` are clones of (with no space: the
+/// clone takes it in its own pool), so only nodes that have those pools open are chosen.
+pub(super) fn need_master_pools(
+    state: &ClusterState,
+    disks: &[skiff_cluster::state::servers::DiskSpec],
+    demand: &mut Demand,
+) {
+    for image in disks
+        .iter()
+        .filter_map(|d| state.images.get(d.image.as_deref()?))
+    {
+        if state.pools.get(&image.pool).is_some_and(|p| p.is_shared()) {
+            demand.storage_gib.entry(image.pool.clone()).or_insert(0);
+        }
+    }
 }
 
 /// Placements on this leader happen one at a time: each is decided on a state that includes
@@ -463,6 +484,7 @@ pub(super) async fn create(
     if let Some(n) = &req.node {
         demand.lock_to_node = Some(n.clone());
     }
+    need_master_pools(&state, &spec.disks, &mut demand);
     if let Some(at) = masters_node(&state, &user, role, &spec.disks)? {
         if let Some(n) = req.node.as_ref().or(req.lock_to_node.as_ref()) {
             if *n != at {
@@ -532,6 +554,7 @@ pub(super) async fn action(
             _placing = Some(guard);
             let rec = fresh.servers.get(&name).ok_or_else(|| not_found(&name))?;
             let mut demand = Demand::of(&rec.spec);
+            need_master_pools(&state, &rec.spec.disks, &mut demand);
             demand.exclude = rec.node.clone();
             if let Some(to) = &req.to {
                 if !state.nodes.contains_key(to) {
@@ -665,6 +688,7 @@ fn plan_evacuation(
             continue;
         }
         let mut demand = Demand::of(&s.spec);
+        need_master_pools(state, &s.spec.disks, &mut demand);
         demand.exclude = Some(from.to_string());
         match scheduler::place(&cands, &demand, policy) {
             Ok(to) => {

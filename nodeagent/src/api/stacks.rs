@@ -19,7 +19,7 @@ use skiff_cluster::api::stacks::{
 use skiff_cluster::state::stacks::{StackMember, StackRecord};
 use skiff_cluster::state::{ClusterState, Command, CommandOutcome, StackCommand, UserRole};
 
-use super::servers::{masters_node, no_placement, placing, policy};
+use super::servers::{masters_node, need_master_pools, no_placement, placing, policy};
 use super::{leader_gate, ok, principal, propose, refused, Caller, Failure, Principal};
 use crate::agent::Node;
 use crate::scheduler::{self, Demand};
@@ -179,6 +179,7 @@ pub(super) async fn install(
     for (i, (full, spec)) in members.into_iter().enumerate() {
         let place = format!("servers[{i}] ({full})");
         let mut demand = Demand::of(&spec);
+        need_master_pools(&state, &spec.disks, &mut demand);
         if let Some(at) =
             masters_node(&state, &p.name, p.role, &spec.disks).map_err(|f| at_server(&place, f))?
         {

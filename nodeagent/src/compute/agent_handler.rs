@@ -14,7 +14,7 @@ use skiff_cluster::agentproto::{
     MAX_CONSOLE_BYTES,
 };
 use skiff_cluster::state::servers::PowerState;
-use skiff_cluster::state::ServerRecord;
+use skiff_cluster::state::{ImageOp, ServerRecord};
 use skiff_cluster::transport::{PeerInfo, RequestHandler};
 use tracing::{debug, info, warn};
 
@@ -33,8 +33,8 @@ pub struct AgentHandler {
     disks: Option<super::disks::DiskProvisioner>,
     /// The servers' latest live figures, for reports.
     figures: Option<Arc<super::figures::Sampler>>,
-    /// The node-local pool's images, for `Image` work.
-    images: Option<crate::storage::images::ImageStore>,
+    /// The node's pools, for `Image`, `Backup`, `SetAside` and `Pools` work.
+    images: Option<crate::storage::pools::Pools>,
     /// Wakes this node's reconciler when another node reports a change (`Changed`).
     reconcile_wake: Option<Arc<tokio::sync::Notify>>,
     /// Slots for heavy disk work (`Image`, `Backup`): at most [`HEAVY_WORK_SLOTS`] at once, so a
@@ -75,9 +75,9 @@ impl AgentHandler {
         self
     }
 
-    /// Carries out `Image` work on `store` (the node-local pool).
-    pub fn with_images(mut self, store: crate::storage::images::ImageStore) -> Self {
-        self.images = Some(store);
+    /// Carries out `Image` work in `pools` (the node's).
+    pub fn with_images(mut self, pools: crate::storage::pools::Pools) -> Self {
+        self.images = Some(pools);
         self
     }
 
@@ -132,7 +132,8 @@ impl AgentHandler {
             AgentRequest::Image { name, .. } => Some(format!("image:{name}")),
             AgentRequest::Backup { id, .. } => Some(format!("backup:{id}")),
             // Reading the console needs no lock: it changes nothing.
-            AgentRequest::SetAside { name } => Some(format!("image:{name}")),
+            AgentRequest::SetAside { name, .. } => Some(format!("image:{name}")),
+            AgentRequest::Pools { .. } => Some("pools".to_string()),
             AgentRequest::Console { .. } | AgentRequest::Changed { .. } => None,
         };
         let lock = name.as_deref().map(|n| self.lock_for(n));
@@ -162,6 +163,7 @@ impl AgentHandler {
                 | AgentRequest::Report
                 | AgentRequest::Console { .. }
                 | AgentRequest::SetAside { .. }
+                | AgentRequest::Pools { .. }
                 | AgentRequest::Changed { .. } => {}
             }
         }
@@ -191,7 +193,8 @@ impl AgentHandler {
                     figures,
                     // A pool that cannot be listed reports no list (not an empty one): the
                     // leader then neither sets aside nor misses anything there.
-                    images: images.as_ref().and_then(|s| s.files().ok()),
+                    images: images.as_ref().and_then(|p| p.files()),
+                    pools: images.as_ref().map(|p| p.report()),
                 }),
                 Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e.to_string()),
             },
@@ -229,10 +232,40 @@ impl AgentHandler {
                 log: Vec::new(),
                 domain: None,
             },
-            AgentRequest::Image { name, op } => pool_work(&node, &images, |store| {
-                crate::storage::work::carry_out(store, &name, &op).map_err(|e| e.to_string())
+            AgentRequest::Image { name, op, pool } => pool_work(&node, &images, &pool, |store| {
+                // A master that the work reads may be in another pool of the node.
+                let source = match &op {
+                    ImageOp::Clone { from } | ImageOp::Convert { from, .. } => images
+                        .as_ref()
+                        .and_then(|p| p.find(from))
+                        .unwrap_or_else(|| store.clone()),
+                    _ => store.clone(),
+                };
+                crate::storage::work::carry_out(store, &source, &name, &op)
+                    .map_err(|e| e.to_string())
             }),
-            AgentRequest::SetAside { name } => pool_work(&node, &images, |store| {
+            AgentRequest::Pools { pools } => match &images {
+                // Done when every pool is usable; otherwise an error naming the unusable ones
+                // (the leader tries again after a while, as with any failed work).
+                Some(p) => {
+                    let log = p.set(pools);
+                    let unusable: Vec<String> = p
+                        .report()
+                        .into_iter()
+                        .filter_map(|r| r.error.map(|e| format!("pool {}: {e}", r.name)))
+                        .collect();
+                    if unusable.is_empty() {
+                        AgentReply::Done { log, domain: None }
+                    } else {
+                        AgentReply::error(AgentErrorCode::Hypervisor, unusable.join("; "))
+                    }
+                }
+                None => AgentReply::error(
+                    AgentErrorCode::ComputeDisabled,
+                    format!("node {node} keeps no pools"),
+                ),
+            },
+            AgentRequest::SetAside { name, pool } => pool_work(&node, &images, &pool, |store| {
                 Ok(vec![
                     match store.set_aside(&name).map_err(|e| e.to_string())? {
                         Some(to) => format!("set {name} aside: {}", to.display()),
@@ -240,7 +273,12 @@ impl AgentHandler {
                     },
                 ])
             }),
-            AgentRequest::Backup { id, files, op } => pool_work(&node, &images, |store| {
+            AgentRequest::Backup {
+                id,
+                files,
+                op,
+                pool,
+            } => pool_work(&node, &images, &pool, |store| {
                 crate::storage::work::backup(store, id, &files, op)
             }),
             AgentRequest::Remove { name } => {
@@ -295,20 +333,27 @@ impl RequestHandler for AgentHandler {
     }
 }
 
-/// Carries out `work` on the node's pool: its log, or why it failed (a node without a pool
-/// says so).
+/// Carries out `work` in the node's pool `pool`: its log, or why it failed (a node without the
+/// pool, or where it is unusable, says so).
 fn pool_work(
     node: &str,
-    images: &Option<crate::storage::images::ImageStore>,
+    images: &Option<crate::storage::pools::Pools>,
+    pool: &str,
     work: impl FnOnce(&crate::storage::images::ImageStore) -> Result<Vec<String>, String>,
 ) -> AgentReply {
-    let Some(store) = images else {
-        return AgentReply::error(
-            AgentErrorCode::Hypervisor,
-            format!("node {node} has no image pool"),
-        );
+    let store = match images.as_ref().map(|p| p.get(pool)) {
+        Some(Ok(store)) => store,
+        Some(Err(e)) => {
+            return AgentReply::error(AgentErrorCode::Hypervisor, format!("node {node}: {e}"))
+        }
+        None => {
+            return AgentReply::error(
+                AgentErrorCode::Hypervisor,
+                format!("node {node} has no image pool"),
+            )
+        }
     };
-    match work(store) {
+    match work(&store) {
         Ok(log) => AgentReply::Done { log, domain: None },
         Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e),
     }
@@ -729,7 +774,7 @@ mod tests {
             .with_qemu_img(program);
         let h = Arc::new(
             AgentHandler::new("n1".into(), Some(Arc::new(FakeHypervisor::new())))
-                .with_images(store),
+                .with_images(crate::storage::pools::Pools::single(store)),
         );
         let mut work = tokio::task::JoinSet::new();
         for i in 0..5 {
@@ -738,6 +783,7 @@ mod tests {
                 h.serve(AgentRequest::Image {
                     name: format!("img{i}"),
                     op: skiff_cluster::state::ImageOp::Create { size_gib: 1 },
+                    pool: "local".into(),
                 })
                 .await
             });

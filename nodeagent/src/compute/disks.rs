@@ -1,33 +1,36 @@
-//! The disks of the servers on this node: qcow2 images in the node-local pool, one per disk of the
-//! server's spec, named `SERVER-diskN`.
+//! The disks of the servers on this node: qcow2 images in the node's pools, one per disk of the
+//! server's spec, named `SERVER-diskN`, in the pool the disk names (`local` when none).
 //!
-//! A disk with an `image` is a linked clone of that master (it must be a master in the same pool);
-//! one without is a blank image of its size. Ensuring is idempotent: existing disks are kept (the
-//! guest's data is in them), a clone smaller than its spec is grown. Removing a server removes its
-//! disks. Shared pools (numbered, over NFS) come with the storage issue; until then every disk is
-//! made in the local pool, whatever its `pool` says.
+//! A disk with an `image` is a linked clone of that master, which may be in any pool of the node
+//! (a master in a shared pool, its children node-local); one without is a blank image of its
+//! size. Ensuring is idempotent: existing disks are kept (the guest's data is in them), a clone
+//! smaller than its spec is grown. Removing a server removes its disks from every pool.
 
 use std::path::PathBuf;
 
+use skiff_cluster::state::pools::LOCAL_POOL;
 use skiff_cluster::state::ServerRecord;
 
-use crate::storage::images::{ImageError, ImageStore};
+use crate::storage::images::ImageStore;
+use crate::storage::pools::Pools;
 
 const GIB: u64 = 1 << 30;
 
-/// Makes and removes the disk images of servers in one pool.
-#[derive(Clone, Debug)]
+/// Makes and removes the disk images of servers in the node's pools.
+#[derive(Clone)]
 pub struct DiskProvisioner {
-    store: ImageStore,
+    pools: Pools,
 }
 
 impl DiskProvisioner {
-    pub fn new(store: ImageStore) -> Self {
-        DiskProvisioner { store }
+    pub fn new(pools: Pools) -> Self {
+        DiskProvisioner { pools }
     }
 
-    pub fn store(&self) -> &ImageStore {
-        &self.store
+    /// A provisioner whose every disk is in `store` (benchmarks and tests: one pool).
+    pub fn in_store(store: ImageStore) -> Self {
+        let pools = Pools::single(store);
+        DiskProvisioner { pools }
     }
 
     /// The image name of disk `index` of `server`.
@@ -36,43 +39,51 @@ impl DiskProvisioner {
     }
 
     /// Makes every disk of `server` exist; returns their paths in the spec's order.
-    pub fn ensure(&self, server: &ServerRecord) -> Result<Vec<PathBuf>, ImageError> {
+    pub fn ensure(&self, server: &ServerRecord) -> Result<Vec<PathBuf>, String> {
         let mut paths = Vec::with_capacity(server.spec.disks.len());
         for (i, disk) in server.spec.disks.iter().enumerate() {
             let name = Self::disk_name(&server.name, i);
+            let store = self.pools.get(disk.pool.as_deref().unwrap_or(LOCAL_POOL))?;
             let size = disk.size_gib.saturating_mul(GIB);
-            if !self.store.exists(&name)? {
+            let err = |e: crate::storage::images::ImageError| e.to_string();
+            if !store.exists(&name).map_err(err)? {
                 match &disk.image {
                     Some(master) => {
-                        self.store.clone_child(master, &name)?;
-                        let virtual_size = self.store.info(&name)?.virtual_size;
+                        let from = self
+                            .pools
+                            .find(master)
+                            .ok_or_else(|| format!("master {master} is in no pool of this node"))?;
+                        store.clone_child_from(&from, master, &name).map_err(err)?;
+                        let virtual_size = store.info(&name).map_err(err)?.virtual_size;
                         if size > virtual_size {
-                            self.store.resize(&name, size, false)?;
+                            store.resize(&name, size, false).map_err(err)?;
                         }
                     }
                     None => {
-                        self.store.create(&name, size)?;
+                        store.create(&name, size).map_err(err)?;
                     }
                 }
             }
-            paths.push(self.store.path(&name)?);
+            paths.push(store.path(&name).map_err(err)?);
         }
         Ok(paths)
     }
 
     /// Removes every disk image of the server `name` (disks beyond its current spec too: detached
     /// ones). Returns the names removed.
-    pub fn remove(&self, name: &str) -> Result<Vec<String>, ImageError> {
+    pub fn remove(&self, name: &str) -> Result<Vec<String>, String> {
         let prefix = format!("{name}-disk");
         let mut removed = Vec::new();
-        for entry in self.store.list()? {
-            let is_disk = entry
-                .name
-                .strip_prefix(&prefix)
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if is_disk {
-                self.store.remove(&entry.name)?;
-                removed.push(entry.name);
+        for (_, store) in self.pools.stores() {
+            for entry in store.list().map_err(|e| e.to_string())? {
+                let is_disk = entry
+                    .name
+                    .strip_prefix(&prefix)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                if is_disk {
+                    store.remove(&entry.name).map_err(|e| e.to_string())?;
+                    removed.push(entry.name);
+                }
             }
         }
         Ok(removed)

@@ -250,24 +250,8 @@ async fn publish_servers(
     }
 }
 
-/// The node-local pool's image store (`DATA_DIR/pools/local`), made if missing; `None` (logged)
-/// when it cannot be.
-fn local_pool(data_dir: &std::path::Path) -> Option<crate::storage::images::ImageStore> {
-    let pool = data_dir.join("pools").join(LOCAL_POOL_DIR);
-    let store = std::fs::create_dir_all(&pool)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| Ok(crate::storage::images::ImageStore::new(pool)?));
-    match store {
-        Ok(s) => Some(s),
-        Err(e) => {
-            error!(error = %format!("{e:#}"), "the local image pool is unusable: no image work here");
-            None
-        }
-    }
-}
-
-/// The hypervisor a compute node drives, as `[compute]` asks: libvirt (with the node-local pool
-/// for disks), or the in-memory fake. `auto` takes libvirt when it answers and says loudly when it
+/// The hypervisor a compute node drives, as `[compute]` asks: libvirt (with the node's pools for
+/// disks), or the in-memory fake. `auto` takes libvirt when it answers and says loudly when it
 /// falls back to the fake.
 fn pick_hypervisor(node: &Node) -> (Arc<dyn Hypervisor>, Option<disks::DiskProvisioner>) {
     let c = &node.config.compute;
@@ -277,18 +261,9 @@ fn pick_hypervisor(node: &Node) -> (Arc<dyn Hypervisor>, Option<disks::DiskProvi
             c.accelerator,
             &node.data_dir.join("console"),
         )?;
-        let pool = node.data_dir.join("pools").join(LOCAL_POOL_DIR);
-        std::fs::create_dir_all(&pool)?;
-        // qemu runs as its own user: it must reach the pool through the data dir.
-        traversable(&node.data_dir)?;
-        traversable(&pool)?;
-        let store = crate::storage::images::ImageStore::new(pool)?;
-        if let Ok(n) = store.remove_stale_temp_files() {
-            if n > 0 {
-                info!(removed = n, "removed temp files of interrupted image work");
-            }
-        }
-        Ok((Arc::new(h), disks::DiskProvisioner::new(store)))
+        // qemu runs as its own user: it must reach the local pool through the data dir.
+        crate::storage::pools::traversable(&node.data_dir)?;
+        Ok((Arc::new(h), disks::DiskProvisioner::new(node.pools.clone())))
     };
     let fake = |why: &str| -> (Arc<dyn Hypervisor>, Option<disks::DiskProvisioner>) {
         warn!(
@@ -318,20 +293,6 @@ fn pick_hypervisor(node: &Node) -> (Arc<dyn Hypervisor>, Option<disks::DiskProvi
             }
         },
     }
-}
-
-/// Pool directory of node-local disks, under `DATA_DIR/pools/`.
-pub const LOCAL_POOL_DIR: &str = "local";
-
-/// Lets other users (qemu's) traverse `dir`.
-fn traversable(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut p = std::fs::metadata(dir)?.permissions();
-    if p.mode() & 0o001 == 0 {
-        p.set_mode(p.mode() | 0o011);
-        std::fs::set_permissions(dir, p)?;
-    }
-    Ok(())
 }
 
 /// The hypervisor of a node asked to use libvirt where libvirt is not usable: every call fails
@@ -409,13 +370,9 @@ pub async fn start(node: &Arc<Node>) {
         .with_fencing(node.fencing.clone())
         .with_figures(sampler)
         .with_reconcile_wake(node.reconcile_wake.clone());
-    // Images live in the node-local pool whatever the hypervisor (the fake one too: qemu-img
+    // Images live in the node's pools whatever the hypervisor (the fake one too: qemu-img
     // works without it), on every node that runs servers.
-    let images = match &disks {
-        Some(d) => Some(d.store().clone()),
-        None if hypervisor.is_some() => local_pool(&node.data_dir),
-        None => None,
-    };
+    let images = hypervisor.is_some().then(|| node.pools.clone());
     node.endpoint.set_stream_handler(
         skiff_cluster::transport::ALPN_IMAGE,
         Arc::new(crate::storage::stream::ImageStreamHandler::new(
@@ -423,8 +380,8 @@ pub async fn start(node: &Arc<Node>) {
             images.clone(),
         )),
     );
-    if let Some(store) = images {
-        handler = handler.with_images(store);
+    if let Some(pools) = images {
+        handler = handler.with_images(pools);
     }
     if let Some(d) = disks {
         handler = handler.with_disks(d);

@@ -1,5 +1,5 @@
 //! The `skiff-image/1` handler every compute node serves: the leader uploads images into this
-//! node's local pool and downloads them from it (protocol: `skiff_cluster::agentproto::image_stream`).
+//! node's pools and downloads them from them (protocol: `skiff_cluster::agentproto::image_stream`).
 //!
 //! An upload is written to a temporary file in the pool (removed on every path out, and by
 //! `remove_stale_temp_files` after a crash), then checked and put in place by
@@ -27,13 +27,13 @@ const CHUNK: usize = 256 * 1024;
 /// Serves `skiff-image/1` on one node.
 pub struct ImageStreamHandler {
     node: String,
-    store: Option<ImageStore>,
+    pools: Option<super::pools::Pools>,
 }
 
 impl ImageStreamHandler {
-    /// `store: None`: this node has no image pool (it does not run servers).
-    pub fn new(node: String, store: Option<ImageStore>) -> Self {
-        ImageStreamHandler { node, store }
+    /// `pools: None`: this node has no image pool (it does not run servers).
+    pub fn new(node: String, pools: Option<super::pools::Pools>) -> Self {
+        ImageStreamHandler { node, pools }
     }
 }
 
@@ -57,9 +57,11 @@ impl StreamHandler for ImageStreamHandler {
                 .map_err(|e| refuse(e.to_string()))?;
             validate_image_name(&open.name).map_err(|e| refuse(e.to_string()))?;
             let store = self
-                .store
-                .clone()
-                .ok_or_else(|| refuse(format!("node {} has no image pool", self.node)))?;
+                .pools
+                .as_ref()
+                .ok_or_else(|| refuse(format!("node {} has no image pool", self.node)))?
+                .get(&open.pool)
+                .map_err(|e| refuse(format!("node {}: {e}", self.node)))?;
             Ok((open, store))
         }
         .await;

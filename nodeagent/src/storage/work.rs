@@ -1,5 +1,5 @@
-//! Image work the leader sends an agent (`AgentRequest::Image`), carried out on the node's local
-//! pool. Each operation is idempotent — repeated after a timeout, an agent restart or a change of
+//! Image work the leader sends an agent (`AgentRequest::Image`), carried out in one of the node's
+//! pools. Each operation is idempotent — repeated after a timeout, an agent restart or a change of
 //! leader, it finds its work done and says so — and leaves nothing half-made when it fails (the
 //! [`ImageStore`] builds new images aside and links them into place).
 
@@ -9,8 +9,15 @@ use super::images::{ImageError, ImageStore};
 
 const GIB: u64 = 1 << 30;
 
-/// Carries out `op` on image `name`; returns the log lines, or why it failed.
-pub fn carry_out(store: &ImageStore, name: &str, op: &ImageOp) -> Result<Vec<String>, ImageError> {
+/// Carries out `op` on image `name` of `store`; `source` is the store holding the image that
+/// `Clone` and `Convert` read (the same one, or another pool of the node). Returns the log lines,
+/// or why it failed.
+pub fn carry_out(
+    store: &ImageStore,
+    source: &ImageStore,
+    name: &str,
+    op: &ImageOp,
+) -> Result<Vec<String>, ImageError> {
     let mut log = Vec::new();
     match op {
         ImageOp::Create { size_gib } => {
@@ -25,7 +32,7 @@ pub fn carry_out(store: &ImageStore, name: &str, op: &ImageOp) -> Result<Vec<Str
             if store.exists(name)? {
                 log.push(format!("{name} exists already"));
             } else {
-                store.clone_child(from, name)?;
+                store.clone_child_from(source, from, name)?;
                 log.push(format!("cloned {name} from master {from}"));
             }
         }
@@ -85,7 +92,7 @@ pub fn carry_out(store: &ImageStore, name: &str, op: &ImageOp) -> Result<Vec<Str
             if store.exists(name)? {
                 log.push(format!("{name} exists already"));
             } else {
-                store.convert_into(from, name, *compress)?;
+                store.convert_into_from(source, from, name, *compress)?;
                 let how = if *compress { ", compressed" } else { "" };
                 log.push(format!(
                     "converted {from} into {name} (standalone qcow2{how})"
@@ -244,9 +251,9 @@ mod tests {
             ("base", ImageOp::Remove),
         ];
         for (name, op) in &ops {
-            let first = carry_out(&s, name, op);
+            let first = carry_out(&s, &s, name, op);
             assert!(first.is_ok(), "{op:?} on {name}: {first:?}");
-            let again = carry_out(&s, name, op);
+            let again = carry_out(&s, &s, name, op);
             // Reverting twice or re-removing are no-ops; everything else says it was done.
             assert!(again.is_ok(), "{op:?} on {name} repeated: {again:?}");
             if let ImageOp::Resize { .. } = op {
@@ -258,8 +265,8 @@ mod tests {
 
     /// Runs `op` on `name` twice; returns both logs (the second must say the work was done).
     fn twice(s: &ImageStore, name: &str, op: &ImageOp) -> (Vec<String>, Vec<String>) {
-        let first = carry_out(s, name, op);
-        let again = carry_out(s, name, op);
+        let first = carry_out(s, s, name, op);
+        let again = carry_out(s, s, name, op);
         match (first, again) {
             (Ok(a), Ok(b)) => (a, b),
             other => panic!("{op:?} on {name}: {other:?}"),
@@ -272,12 +279,12 @@ mod tests {
             panic!("qemu-img is missing: install Debian's qemu-utils");
         }
         let (_dir, s) = store();
-        carry_out(&s, "base", &ImageOp::Create { size_gib: 1 }).expect("create");
-        carry_out(&s, "base", &ImageOp::MakeMaster).expect("master");
+        carry_out(&s, &s, "base", &ImageOp::Create { size_gib: 1 }).expect("create");
+        carry_out(&s, &s, "base", &ImageOp::MakeMaster).expect("master");
         let clone = ImageOp::Clone {
             from: "base".into(),
         };
-        carry_out(&s, "child", &clone).expect("clone");
+        carry_out(&s, &s, "child", &clone).expect("clone");
 
         // Convert a child into a new compressed image, twice: the second finds it made.
         let convert = ImageOp::Convert {
@@ -301,18 +308,18 @@ mod tests {
         assert!(again[0].contains("nothing to flatten"), "{again:?}");
         assert!(s.info("child").expect("info").backing_chain.is_empty());
         // The master is free: nothing in the store depends on it any more.
-        carry_out(&s, "base", &ImageOp::Unmaster).expect("unmaster");
-        carry_out(&s, "base", &ImageOp::Remove).expect("remove");
+        carry_out(&s, &s, "base", &ImageOp::Unmaster).expect("unmaster");
+        carry_out(&s, &s, "base", &ImageOp::Remove).expect("remove");
         assert!(s.info("child").is_ok() && s.info("copy").is_ok());
 
         // A master is not flattened; a convert from a missing image makes nothing.
-        carry_out(&s, "copy", &ImageOp::MakeMaster).expect("master");
-        assert!(carry_out(&s, "copy", &ImageOp::Flatten).is_err());
+        carry_out(&s, &s, "copy", &ImageOp::MakeMaster).expect("master");
+        assert!(carry_out(&s, &s, "copy", &ImageOp::Flatten).is_err());
         let missing = ImageOp::Convert {
             from: "ghost".into(),
             compress: false,
         };
-        assert!(carry_out(&s, "new", &missing).is_err());
+        assert!(carry_out(&s, &s, "new", &missing).is_err());
         assert!(!s.exists("new").unwrap_or(true));
     }
 
@@ -323,8 +330,9 @@ mod tests {
         }
         let (_dir, s) = store();
         // Cloning something that is not a master, reverting a missing snapshot.
-        carry_out(&s, "plain", &ImageOp::Create { size_gib: 1 }).expect("create");
+        carry_out(&s, &s, "plain", &ImageOp::Create { size_gib: 1 }).expect("create");
         assert!(carry_out(
+            &s,
             &s,
             "c",
             &ImageOp::Clone {
@@ -336,8 +344,8 @@ mod tests {
         let revert = ImageOp::Revert {
             snapshot: "nope".into(),
         };
-        assert!(carry_out(&s, "plain", &revert).is_err());
-        assert!(carry_out(&s, "../x", &ImageOp::Create { size_gib: 1 }).is_err());
+        assert!(carry_out(&s, &s, "plain", &revert).is_err());
+        assert!(carry_out(&s, &s, "../x", &ImageOp::Create { size_gib: 1 }).is_err());
         assert!(s.exists("plain").unwrap_or(false));
     }
 }

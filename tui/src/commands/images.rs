@@ -27,16 +27,21 @@ pub enum ImageCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
-    /// Create a blank image in a node's local pool.
+    /// Create a blank image in a pool.
     Create {
         /// Name (a-z, 0-9, '-', '_', '.').
         name: String,
         /// Size in GiB.
         #[arg(long, value_name = "GIB")]
         size_gib: u64,
-        /// The node that holds it (default: the one with the most free space).
+        /// The node that holds it (default: a node-local pool's node, else the one with the most
+        /// free space in the pool).
         #[arg(long)]
         node: Option<String>,
+        /// The pool: a node-local pool's name or a shared pool's number (default: shared pool
+        /// 0 when there is one, else the node's `local`).
+        #[arg(long)]
+        pool: Option<String>,
         #[arg(long)]
         wait: bool,
     },
@@ -45,9 +50,14 @@ pub enum ImageCommand {
         name: String,
         /// The file to send.
         file: std::path::PathBuf,
-        /// The node that holds it (default: the one with the most free space).
+        /// The node that holds it (default: a node-local pool's node, else the one with the most
+        /// free space in the pool).
         #[arg(long)]
         node: Option<String>,
+        /// The pool: a node-local pool's name or a shared pool's number (default: shared pool
+        /// 0 when there is one, else the node's `local`).
+        #[arg(long)]
+        pool: Option<String>,
     },
     /// Download an image (qcow2) into a new file.
     Download {
@@ -61,6 +71,9 @@ pub enum ImageCommand {
         master: String,
         /// The new image.
         name: String,
+        /// The new image's pool, on the master's node (default: the master's pool).
+        #[arg(long)]
+        pool: Option<String>,
         #[arg(long)]
         wait: bool,
     },
@@ -116,6 +129,9 @@ pub enum ImageCommand {
         /// Compress the new image's data (smaller, slower to write).
         #[arg(long)]
         compress: bool,
+        /// The new image's pool, on the same node (default: the image's pool).
+        #[arg(long)]
+        pool: Option<String>,
         #[arg(long)]
         wait: bool,
     },
@@ -129,10 +145,11 @@ pub enum ImageCommand {
 }
 
 /// Columns of `skiff image list`.
-pub const IMAGE_COLUMNS: [&str; 8] = [
+pub const IMAGE_COLUMNS: [&str; 9] = [
     "NAME",
     "OWNER",
     "NODE",
+    "POOL",
     "SIZE",
     "MASTER",
     "PARENT",
@@ -157,6 +174,7 @@ pub fn images_table(images: &[ImageView]) -> String {
                 i.name.clone(),
                 i.owner.clone(),
                 i.node.clone(),
+                i.pool.clone(),
                 format!("{} GiB", i.size_gib),
                 if i.master { "yes" } else { "-" }.into(),
                 i.parent.clone().unwrap_or_else(|| "-".into()),
@@ -220,12 +238,19 @@ pub async fn run(
             out.write_all(text.as_bytes())?;
             return Ok(());
         }
-        C::Upload { name, file, node } => {
-            let image = client.upload_image(&name, node.as_deref(), &file).await?;
+        C::Upload {
+            name,
+            file,
+            node,
+            pool,
+        } => {
+            let image = client
+                .upload_image(&name, node.as_deref(), pool.as_deref(), &file)
+                .await?;
             writeln!(
                 out,
-                "uploaded {} to node {} ({} GiB)",
-                image.name, image.node, image.size_gib
+                "uploaded {} to node {} pool {} ({} GiB)",
+                image.name, image.node, image.pool, image.size_gib
             )?;
             return Ok(());
         }
@@ -242,18 +267,26 @@ pub async fn run(
             name,
             size_gib,
             node,
+            pool,
             wait,
         } => {
             let req = CreateImageRequest {
                 name: name.clone(),
                 size_gib,
                 node,
+                pool,
             };
             ("create", name, wait, client.create_image(&req).await?)
         }
-        C::Clone { master, name, wait } => {
+        C::Clone {
+            master,
+            name,
+            pool,
+            wait,
+        } => {
             let body = ImageActionRequest {
                 name: Some(name.clone()),
+                pool,
                 ..Default::default()
             };
             let t = client.image_action(&master, "clone", &body).await?;
@@ -317,11 +350,13 @@ pub async fn run(
             name,
             to,
             compress,
+            pool,
             wait,
         } => {
             let body = ImageActionRequest {
                 to: Some(to.clone()),
                 compress,
+                pool,
                 ..Default::default()
             };
             let t = client.image_action(&name, "convert", &body).await?;
@@ -359,14 +394,16 @@ mod tests {
                 name: "base".into(),
                 size_gib: 2,
                 node: None,
+                pool: None,
                 wait: true
             })
         );
         assert_eq!(
-            parse(&["image", "clone", "base", "web"]).ok(),
+            parse(&["image", "clone", "base", "web", "--pool", "fast"]).ok(),
             Some(ImageCommand::Clone {
                 master: "base".into(),
                 name: "web".into(),
+                pool: Some("fast".into()),
                 wait: false
             })
         );
@@ -391,6 +428,7 @@ mod tests {
                 name: "web".into(),
                 to: "web-copy".into(),
                 compress: true,
+                pool: None,
                 wait: false
             })
         );

@@ -3,6 +3,7 @@
 pub mod backups;
 pub mod connections;
 pub mod images;
+pub mod pools;
 pub mod servers;
 pub mod stacks;
 pub mod tasks;

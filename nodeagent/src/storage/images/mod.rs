@@ -153,16 +153,27 @@ impl ImageStore {
     /// Makes `child`, a linked clone of the master `master` (constant time: only a header is
     /// written; the child reads unchanged data from the master).
     pub fn clone_child(&self, master: &str, child: &str) -> Result<PathBuf, ImageError> {
+        self.clone_child_from(self, master, child)
+    }
+
+    /// [`ImageStore::clone_child`] of a master in the store `from` (another pool of the node:
+    /// the child's backing file is the master's absolute path).
+    pub fn clone_child_from(
+        &self,
+        from: &ImageStore,
+        master: &str,
+        child: &str,
+    ) -> Result<PathBuf, ImageError> {
         validate_image_name(master)?;
         validate_image_name(child)?;
         let _guard = self.guard();
-        let master_path = self.existing(master)?;
-        if !self.master_flag(master) {
+        let master_path = from.existing(master)?;
+        if !from.master_flag(master) {
             return Err(ImageError::NotMaster(master.to_owned()));
         }
         self.refuse_existing(child)?;
         // The master's whole chain must be readable, or the child would be born broken.
-        self.info(master)?;
+        from.info(master)?;
         let tmp = self.temp_for(child);
         let args: [&OsStr; 9] = [
             "create".as_ref(),
@@ -175,7 +186,7 @@ impl ImageStore {
             "qcow2".as_ref(),
             tmp.path.as_os_str(),
         ];
-        self.qemu.run(&args).map_err(|e| self.diagnose(master, e))?;
+        self.qemu.run(&args).map_err(|e| from.diagnose(master, e))?;
         self.link_into_place(tmp, child)
     }
 

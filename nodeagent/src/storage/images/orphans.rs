@@ -32,6 +32,7 @@ impl ImageStore {
                 name,
                 bytes: std::os::unix::fs::MetadataExt::blocks(&meta) * 512,
                 age_secs: age.as_secs(),
+                ..Default::default()
             });
         }
         Ok(files)

@@ -28,12 +28,24 @@ impl ImageStore {
         target: &str,
         compress: bool,
     ) -> Result<PathBuf, ImageError> {
+        self.convert_into_from(self, name, target, compress)
+    }
+
+    /// [`ImageStore::convert_into`] of `name` from the store `from` (another pool of the node)
+    /// into `target` of this one.
+    pub fn convert_into_from(
+        &self,
+        from: &ImageStore,
+        name: &str,
+        target: &str,
+        compress: bool,
+    ) -> Result<PathBuf, ImageError> {
         validate_image_name(target)?;
-        let source = self.existing(name)?;
+        let source = from.existing(name)?;
         self.refuse_existing(target)?;
         let tmp = self.temp_for(target);
         self.convert_as("qcow2", &source, &tmp.path, compress)
-            .map_err(|e| self.diagnose(name, e))?;
+            .map_err(|e| from.diagnose(name, e))?;
         sync_file(&tmp.path)?;
         let path = self.publish(tmp, target)?;
         self.sync_root_after_placing();
