@@ -126,5 +126,62 @@ async fn skiff_server_create_start_stop_remove_drive_real_libvirt_domains() {
     bins::skiff(&cred, &["server", "remove", &name, "--wait"]).await;
     assert_eq!(virsh(&["domstate", &name]), None, "the domain is gone");
     assert!(!disk.exists(), "the disk is deleted");
+
+    // Pools: a master in a node-local pool `fast`, a server whose disk is its clone in pool
+    // `local` — a real domain on a qcow2 child backed by a file of another pool.
+    let fast = dir.path().join("fast");
+    let fast_arg = fast.display().to_string();
+    let node = c.names[0].clone();
+    let out = bins::skiff(
+        &cred,
+        &["pool", "add", "fast", "--node", &node, "--path", &fast_arg],
+    )
+    .await;
+    assert!(out.contains("added pool fast"), "{out}");
+    let base = format!("base-{}", std::process::id());
+    bins::skiff(
+        &cred,
+        &[
+            "image",
+            "create",
+            &base,
+            "--size-gib",
+            "1",
+            "--pool",
+            "fast",
+            "--wait",
+        ],
+    )
+    .await;
+    bins::skiff(&cred, &["image", "master", &base, "--wait"]).await;
+    let child = format!("e2e-pool-{}", std::process::id());
+    let _child_guard = DomainGuard(child.clone());
+    bins::skiff(
+        &cred,
+        &[
+            "server", "create", &child, "--memory", "128", "--vcpus", "1", "--image", &base,
+            "--start", "--wait",
+        ],
+    )
+    .await;
+    assert_eq!(virsh(&["domstate", &child]).as_deref(), Some("running"));
+    let child_disk = c.dirs[0]
+        .join("pools/local")
+        .join(format!("{child}-disk0.qcow2"));
+    let info = Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&child_disk)
+        .output()
+        .expect("qemu-img");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    let master_file = fast.canonicalize().unwrap().join(format!("{base}.qcow2"));
+    assert_eq!(
+        info["backing-filename"].as_str(),
+        Some(master_file.display().to_string().as_str()),
+        "{info}"
+    );
+    bins::skiff(&cred, &["server", "remove", &child, "--wait"]).await;
+    assert_eq!(virsh(&["domstate", &child]), None);
+    assert!(!child_disk.exists() && master_file.exists());
     c.shutdown().await;
 }
