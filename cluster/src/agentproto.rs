@@ -63,14 +63,20 @@ pub enum AgentRequest {
         #[serde(default = "crate::state::pools::local_pool_name")]
         pool: String,
     },
-    /// Carry out `op` for backup `id` of the images `files` of the pool `pool` (idempotent, like
-    /// `Image`).
+    /// Carry out `op` for backup `id` of the images `files` of the pool `pool`, or of the whole
+    /// pool (idempotent, like `Image`).
     Backup {
         id: u64,
         files: Vec<String>,
         op: crate::state::backups::BackupOp,
         #[serde(default = "crate::state::pools::local_pool_name")]
         pool: String,
+        /// A backup of the whole (ZFS) pool rather than of `files`: a snapshot named after
+        /// `at` (the backup's creation, Unix seconds), sent to the pool's backup dataset.
+        #[serde(default)]
+        whole_pool: bool,
+        #[serde(default)]
+        at: u64,
     },
     /// The end of the server's serial console output (at most `max_bytes`).
     Console {

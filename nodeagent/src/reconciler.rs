@@ -25,7 +25,7 @@ use skiff_cluster::agentproto::{
     AgentErrorCode, AgentReply, AgentReport, AgentRequest, PoolReport, PowerAction, REPORT_TIMEOUT,
 };
 use skiff_cluster::api::tasks::{ActualView, Convergence, NodeActual, ServerActual};
-use skiff_cluster::state::backups::{schedule_due, BackupOp};
+use skiff_cluster::state::backups::{schedule_due, BackupOp, BackupTarget};
 use skiff_cluster::state::pools::{pools_of, PoolKind, PoolSpec, LOCAL_POOL};
 use skiff_cluster::state::servers::{
     shutdown_force_after, DiskSpec, PowerState, SHUTDOWN_FORCE_AFTER_SECS,
@@ -252,6 +252,8 @@ fn plan_backup_task(task: &TaskRecord, state: &ClusterState) -> TaskPlan {
                 files: b.files.clone(),
                 op: b.pending.as_ref().map_or(BackupOp::Create, |p| p.op),
                 pool: b.pool.clone(),
+                whole_pool: matches!(b.target, BackupTarget::Pool { .. }),
+                at: b.created_at,
             },
             settle: SettleOf::Backup(b.id),
         },

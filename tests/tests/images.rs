@@ -636,6 +636,7 @@ async fn backups_restore_what_was_copied_and_keep_to_their_owners() {
 
     // Backed up, overwritten, restored: the first bytes are back.
     let target = BackupTargetRequest {
+        pool: None,
         image: Some("data".into()),
         server: None,
     };
@@ -658,11 +659,13 @@ async fn backups_restore_what_was_copied_and_keep_to_their_owners() {
         400
     );
     let nope = BackupTargetRequest {
+        pool: None,
         image: None,
         server: Some("nope".into()),
     };
     assert_eq!(code(admin.create_backup(&nope).await).0, 404);
     let bad = |hour, keep| ScheduleRequest {
+        pool: None,
         image: Some("data".into()),
         server: None,
         hour_utc: hour,

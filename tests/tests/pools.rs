@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use skiff_cluster::api::backups::BackupTargetRequest;
 use skiff_cluster::api::client::{ApiClient, ClientError};
 use skiff_cluster::api::images::{CreateImageRequest, ImageActionRequest};
 use skiff_cluster::api::pools::{AddPoolRequest, PoolView};
@@ -323,6 +324,29 @@ async fn pools_hold_images_and_refuse_what_would_break_them() {
     let names = |v: &[PoolView]| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&after), names(&before));
     assert!(admin.image("x").await.is_err());
+
+    // Whole-pool backups are for ZFS pools (and admins): a directory pool says so. A ZFS pool
+    // on a node without ZFS is recorded and listed as unusable there, with the reason.
+    let whole = |name: &str| BackupTargetRequest {
+        pool: Some(name.into()),
+        ..Default::default()
+    };
+    let (status, msg) = refusal(admin.create_backup(&whole("fast")).await);
+    assert_eq!(status, 409, "{msg}");
+    assert!(msg.contains("not on ZFS"), "{msg}");
+    let (status, _) = refusal(alice.create_backup(&whole("fast")).await);
+    assert_eq!(status, 404);
+    let zfs = AddPoolRequest {
+        name: Some("z".into()),
+        node: Some(c.names[2].clone()),
+        dataset: Some("tank/skiff".into()),
+        backup_dataset: Some("backup/skiff".into()),
+        ..Default::default()
+    };
+    let z = admin.add_pool(&zfs).await.unwrap();
+    let err = z.nodes[0].error.clone().unwrap_or_default();
+    assert!(err.contains("ZFS"), "{z:?}");
+    admin.remove_pool("z").await.unwrap();
 
     // Emptied, `fast` can go: the node forgets it, the directory and its files stay.
     for name in ["web", "web-copy"] {

@@ -66,6 +66,11 @@ mod real {
     use std::path::Path;
     use std::process::Command;
 
+    use std::sync::Arc;
+
+    use skiff_cluster::state::backups::BackupOp;
+    use skiff_cluster::state::pools::{PoolKind, PoolSpec};
+    use skiff_nodeagent::storage::pools::Pools;
     use skiff_nodeagent::storage::zfs::{
         backup_snapshot_name, CreateOptions, DatasetName, LaterSnapshots, LzcZfs, Sent, ZfsError,
         ZfsOps, ZfsPool,
@@ -183,5 +188,36 @@ mod real {
 
         let usage = pool.usage().expect("usage");
         assert!(usage.used > 0 && usage.available > 0, "{usage:?}");
+
+        // The agent's way in: a ZFS pool handed to a node (`Pools::set`), images in its
+        // mountpoint, whole-pool backups as the leader's backup tasks ask for them.
+        let agent_mount = dir.path().join("agent");
+        let lzc = LzcZfs::new().expect("libzfs_core");
+        let opts = CreateOptions {
+            mountpoint: Some(agent_mount.clone()),
+        };
+        lzc.create_filesystem(&ds("skiffzfstest/agent"), &opts)
+            .expect("agent dataset");
+        let pools = Pools::open(&dir.path().join("data")).with_zfs(Arc::new(lzc));
+        let log = pools.set(vec![PoolSpec {
+            name: "z".into(),
+            kind: PoolKind::Zfs {
+                dataset: "skiffzfstest/agent".into(),
+                backup: Some("skiffzfstest/backup/agent".into()),
+            },
+            token: String::new(),
+            writes_marker: false,
+        }]);
+        assert!(log[0].starts_with("opened pool z"), "{log:?}");
+        let store = pools.get("z").expect("usable");
+        store.create("img", 1 << 20).expect("image in the ZFS pool");
+        let first = pools.zfs_backup("z", BackupOp::Create, T0).expect("backup");
+        assert!(first[0].contains("sent in full"), "{first:?}");
+        let second = pools
+            .zfs_backup("z", BackupOp::Create, T0 + HOUR)
+            .expect("backup");
+        assert!(second[0].contains("incrementally"), "{second:?}");
+        let gone = pools.zfs_backup("z", BackupOp::Remove, T0).expect("remove");
+        assert_eq!(gone.len(), 2, "{gone:?}");
     }
 }

@@ -42,7 +42,7 @@ impl BackupView {
     }
 }
 
-/// Names an image or a server: exactly one of the two.
+/// Names an image, a server or a ZFS pool (admins): exactly one of the three.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupTargetRequest {
@@ -50,15 +50,18 @@ pub struct BackupTargetRequest {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 impl BackupTargetRequest {
-    /// The target, or why the request names none or both.
+    /// The target, or why the request names none or several.
     pub fn target(&self) -> Result<BackupTarget, String> {
-        match (&self.image, &self.server) {
-            (Some(name), None) => Ok(BackupTarget::Image { name: name.clone() }),
-            (None, Some(name)) => Ok(BackupTarget::Server { name: name.clone() }),
-            _ => Err("name exactly one of image and server".into()),
+        match (&self.image, &self.server, &self.pool) {
+            (Some(name), None, None) => Ok(BackupTarget::Image { name: name.clone() }),
+            (None, Some(name), None) => Ok(BackupTarget::Server { name: name.clone() }),
+            (None, None, Some(name)) => Ok(BackupTarget::Pool { name: name.clone() }),
+            _ => Err("name exactly one of image, server and pool".into()),
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct ScheduleRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hour_utc: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<u32>,
@@ -84,6 +89,7 @@ impl ScheduleRequest {
         BackupTargetRequest {
             image: self.image.clone(),
             server: self.server.clone(),
+            pool: self.pool.clone(),
         }
         .target()
     }

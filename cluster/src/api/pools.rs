@@ -142,15 +142,23 @@ pub struct AddPoolRequest {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
+    /// With `dataset`: the dataset its whole-pool backups are sent to (normally in another ZFS
+    /// pool); without it, a backup is the pool's own snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_dataset: Option<String>,
 }
 
 impl AddPoolRequest {
     /// The place it names: exactly one of `path` and `dataset`.
     pub fn kind(&self) -> Result<PoolKind, String> {
         match (&self.path, &self.dataset) {
+            (Some(_), None) if self.backup_dataset.is_some() => {
+                Err("backup_dataset goes with a ZFS dataset, not a directory".into())
+            }
             (Some(path), None) => Ok(PoolKind::Dir { path: path.clone() }),
             (None, Some(dataset)) => Ok(PoolKind::Zfs {
                 dataset: dataset.clone(),
+                backup: self.backup_dataset.clone(),
             }),
             _ => Err("give exactly one of path (a directory) and dataset (ZFS)".into()),
         }

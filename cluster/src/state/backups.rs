@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::images::busy_with;
-use super::pools::LOCAL_POOL;
+use super::pools::{PoolKind, LOCAL_POOL};
 use super::servers::PowerState;
 use super::tasks::open_task;
 use super::{ClusterState, CommandOutcome, RefusalCode};
@@ -31,6 +31,10 @@ pub enum BackupTarget {
     Server {
         name: String,
     },
+    /// A whole ZFS pool: a snapshot of its dataset, sent incrementally to its backup dataset.
+    Pool {
+        name: String,
+    },
 }
 
 impl BackupTarget {
@@ -39,6 +43,7 @@ impl BackupTarget {
         match self {
             BackupTarget::Image { name } => format!("image {name}"),
             BackupTarget::Server { name } => format!("server {name}"),
+            BackupTarget::Pool { name } => format!("pool {name}"),
         }
     }
 
@@ -47,6 +52,7 @@ impl BackupTarget {
         match self {
             BackupTarget::Image { name } => format!("image:{name}"),
             BackupTarget::Server { name } => format!("server:{name}"),
+            BackupTarget::Pool { name } => format!("pool:{name}"),
         }
     }
 }
@@ -235,8 +241,28 @@ pub fn target_files(
                 files,
             })
         }
+        BackupTarget::Pool { name } => {
+            let pool = state
+                .pools
+                .get(name)
+                .ok_or_else(|| refused(RefusalCode::NotFound, format!("no pool named {name:?}")))?;
+            match (&pool.kind, &pool.node) {
+                (PoolKind::Zfs { .. }, Some(node)) => Ok(TargetFiles {
+                    owner: ADMIN_OWNER.into(),
+                    node: node.clone(),
+                    pool: name.clone(),
+                    files: Vec::new(),
+                }),
+                _ => Err(invalid(format!(
+                    "pool {name} is not on ZFS: back up its images (or servers) one by one"
+                ))),
+            }
+        }
     }
 }
+
+/// The owner recorded for backups of whole pools (which only admins make and see).
+pub const ADMIN_OWNER: &str = "admin";
 
 /// The open task a backup is busy with, if any.
 pub fn backup_busy_with(state: &ClusterState, b: &BackupRecord) -> Option<u64> {
@@ -323,6 +349,14 @@ fn try_apply(
                 ));
             }
             let target = b.target.clone();
+            if let BackupTarget::Pool { name } = &target {
+                return Err(refused(
+                    RefusalCode::InvalidState,
+                    format!(
+                        "backup {id} is a ZFS snapshot of pool {name}: restore its images or servers from their own backups, or files from the dataset's .zfs/snapshot/ (a whole-pool rollback is left to the operator)"
+                    ),
+                ));
+            }
             let now = target_files(state, &target)?;
             if let BackupTarget::Image { name } = &target {
                 if state.images.get(name).is_some_and(|i| i.master) {
@@ -388,6 +422,7 @@ fn try_apply(
                     let exists = match target {
                         BackupTarget::Image { name } => state.images.contains_key(name),
                         BackupTarget::Server { name } => state.servers.contains_key(name),
+                        BackupTarget::Pool { .. } => target_files(state, target).is_ok(),
                     };
                     if !exists {
                         return Err(refused(
@@ -562,6 +597,117 @@ mod tests {
         let id = *s.backups.keys().next().unwrap_or(&0);
         settle(&mut s, id, t, false);
         assert!(s.backups.is_empty());
+    }
+
+    #[test]
+    fn whole_zfs_pools_are_backed_up_and_not_restored_in_place() {
+        use crate::state::pools::{PoolCommand, PoolKind};
+        let mut s = with_image();
+        let node = s.nodes.keys().next().cloned().unwrap();
+        for (name, kind) in [
+            (
+                "z",
+                PoolKind::Zfs {
+                    dataset: "tank/skiff".into(),
+                    backup: Some("backup/skiff".into()),
+                },
+            ),
+            (
+                "d",
+                PoolKind::Dir {
+                    path: "/srv/d".into(),
+                },
+            ),
+        ] {
+            let add = PoolCommand::Add {
+                name: Some(name.into()),
+                node: Some(node.clone()),
+                kind,
+                token: String::new(),
+            };
+            assert_eq!(run(&mut s, 1, Command::Pool(add)), CommandOutcome::Done);
+        }
+        let pool = |name: &str| BackupTarget::Pool { name: name.into() };
+        let create = |s: &mut ClusterState, target| {
+            run(
+                s,
+                1,
+                Command::Backup(BackupCommand::Create {
+                    target,
+                    owner: ADMIN_OWNER.into(),
+                    scheduled: false,
+                }),
+            )
+        };
+        let t = task(&create(&mut s, pool("z")));
+        let id = *s.backups.keys().next_back().unwrap();
+        let b = &s.backups[&id];
+        assert_eq!((b.node.as_str(), b.pool.as_str()), (node.as_str(), "z"));
+        assert!(b.files.is_empty());
+        settle(&mut s, id, t, true);
+        // Not restored in place; a directory pool has no whole-pool backups; the pool stays
+        // while its backups exist.
+        let o = run(&mut s, 2, Command::Backup(BackupCommand::Restore { id }));
+        assert!(
+            matches!(
+                o,
+                CommandOutcome::Refused {
+                    code: RefusalCode::InvalidState,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        let o = create(&mut s, pool("d"));
+        assert!(
+            matches!(
+                o,
+                CommandOutcome::Refused {
+                    code: RefusalCode::InvalidState,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        let o = create(&mut s, pool("nope"));
+        assert!(
+            matches!(
+                o,
+                CommandOutcome::Refused {
+                    code: RefusalCode::NotFound,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        let o = run(
+            &mut s,
+            2,
+            Command::Pool(PoolCommand::Remove { name: "z".into() }),
+        );
+        assert!(
+            matches!(
+                o,
+                CommandOutcome::Refused {
+                    code: RefusalCode::Conflict,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+        // Daily, with retention, like any target.
+        let o = run(
+            &mut s,
+            2,
+            Command::Backup(BackupCommand::Schedule {
+                target: pool("z"),
+                owner: ADMIN_OWNER.into(),
+                hour_utc: Some(3),
+                keep: Some(7),
+            }),
+        );
+        assert_eq!(o, CommandOutcome::Done);
+        assert!(s.backup_schedules.contains_key("pool:z"));
     }
 
     #[test]

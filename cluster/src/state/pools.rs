@@ -41,8 +41,14 @@ pub const SHARED_MARKER: &str = ".skiff-pool";
 pub enum PoolKind {
     /// A directory (made when missing).
     Dir { path: String },
-    /// A ZFS dataset (made when missing); images are files in its mountpoint.
-    Zfs { dataset: String },
+    /// A ZFS dataset (made when missing); images are files in its mountpoint. Its backups
+    /// (`BackupTarget::Pool`) are snapshots of the whole dataset, sent incrementally to the
+    /// dataset `backup` when set (normally in another ZFS pool).
+    Zfs {
+        dataset: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backup: Option<String>,
+    },
 }
 
 impl PoolKind {
@@ -57,7 +63,7 @@ impl PoolKind {
     pub fn place(&self) -> &str {
         match self {
             PoolKind::Dir { path } => path,
-            PoolKind::Zfs { dataset } => dataset,
+            PoolKind::Zfs { dataset, .. } => dataset,
         }
     }
 }
@@ -188,24 +194,37 @@ pub fn check_pool_kind(kind: &PoolKind) -> Result<(), String> {
             }
             Ok(())
         }
-        PoolKind::Zfs { dataset } => {
-            let ok = dataset.len() <= POOL_PATH_MAX
-                && dataset.split('/').count() >= 2
-                && dataset.split('/').all(|c| {
-                    !c.is_empty()
-                        && c.as_bytes()[0].is_ascii_alphanumeric()
-                        && c.bytes().all(|b| {
-                            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
-                        })
-                });
-            if ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "invalid ZFS dataset {dataset:?}: give POOL/NAME[/...] of letters, digits, '-', '_', '.' and ':'"
-                ))
+        PoolKind::Zfs { dataset, backup } => {
+            check_dataset(dataset)?;
+            if let Some(b) = backup {
+                check_dataset(b)?;
+                if within(b, dataset) || within(dataset, b) {
+                    return Err(format!(
+                        "the backup dataset {b} must lie outside the pool's dataset {dataset}"
+                    ));
+                }
             }
+            Ok(())
         }
+    }
+}
+
+/// Checks a ZFS dataset name: `POOL/NAME[/...]`.
+fn check_dataset(dataset: &str) -> Result<(), String> {
+    let ok = dataset.len() <= POOL_PATH_MAX
+        && dataset.split('/').count() >= 2
+        && dataset.split('/').all(|c| {
+            !c.is_empty()
+                && c.as_bytes()[0].is_ascii_alphanumeric()
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid ZFS dataset {dataset:?}: give POOL/NAME[/...] of letters, digits, '-', '_', '.' and ':'"
+        ))
     }
 }
 
@@ -219,7 +238,7 @@ fn within(path: &str, dir: &str) -> bool {
 fn overlap(a: &PoolKind, b: &PoolKind) -> bool {
     match (a, b) {
         (PoolKind::Dir { path: x }, PoolKind::Dir { path: y })
-        | (PoolKind::Zfs { dataset: x }, PoolKind::Zfs { dataset: y }) => {
+        | (PoolKind::Zfs { dataset: x, .. }, PoolKind::Zfs { dataset: y, .. }) => {
             within(x, y) || within(y, x)
         }
         _ => false,
@@ -248,7 +267,8 @@ pub fn node_has_pool(state: &ClusterState, node: &str, name: &str) -> bool {
     name == LOCAL_POOL || state.pools.get(name).is_some_and(|p| p.on(node))
 }
 
-/// What uses the pool `name`: images in it and servers with a disk in it (names, sorted).
+/// What uses the pool `name`: images in it, servers with a disk in it, and backups kept in it
+/// (sorted).
 pub fn users_of(state: &ClusterState, name: &str) -> Vec<String> {
     let mut out: Vec<String> = state
         .images
@@ -262,6 +282,13 @@ pub fn users_of(state: &ClusterState, name: &str) -> Vec<String> {
             .values()
             .filter(|s| s.spec.disks.iter().any(|d| d.pool.as_deref() == Some(name)))
             .map(|s| format!("server {}", s.name)),
+    );
+    out.extend(
+        state
+            .backups
+            .values()
+            .filter(|b| b.pool == name)
+            .map(|b| format!("backup {}", b.id)),
     );
     out.sort();
     out
@@ -304,6 +331,12 @@ pub fn apply(s: &mut ClusterState, c: &PoolCommand, at: u64) -> CommandOutcome {
                     name.clone()
                 }
                 (None, None) => {
+                    if matches!(kind, PoolKind::Zfs { .. }) {
+                        return CommandOutcome::refused(
+                            RefusalCode::Invalid,
+                            "a shared pool is a directory (a ZFS dataset belongs to one node)",
+                        );
+                    }
                     if token.is_empty() || token.len() > 128 {
                         return CommandOutcome::refused(
                             RefusalCode::Invalid,
@@ -504,8 +537,33 @@ mod tests {
                     node: Some("a".into()),
                     kind: PoolKind::Zfs {
                         dataset: "tank".into(),
+                        backup: None,
                     },
                     token: String::new(),
+                },
+                RefusalCode::Invalid,
+            ),
+            (
+                PoolCommand::Add {
+                    name: Some("z".into()),
+                    node: Some("a".into()),
+                    kind: PoolKind::Zfs {
+                        dataset: "tank/skiff".into(),
+                        backup: Some("tank/skiff/backup".into()),
+                    },
+                    token: String::new(),
+                },
+                RefusalCode::Invalid,
+            ),
+            (
+                PoolCommand::Add {
+                    name: None,
+                    node: None,
+                    kind: PoolKind::Zfs {
+                        dataset: "tank/shared".into(),
+                        backup: None,
+                    },
+                    token: "t".into(),
                 },
                 RefusalCode::Invalid,
             ),
@@ -539,7 +597,8 @@ mod tests {
                     name: Some("z".into()),
                     node: Some("a".into()),
                     kind: PoolKind::Zfs {
-                        dataset: "tank/skiff".into()
+                        dataset: "tank/skiff".into(),
+                        backup: Some("backup/skiff".into()),
                     },
                     token: String::new(),
                 }

@@ -44,6 +44,15 @@ fn owner_of(
             state.servers.get(name).map(|s| s.owner.clone()),
             format!("no server named {name:?}"),
         ),
+        // Whole pools are admins' (other callers are told the pool does not exist).
+        BackupTarget::Pool { name } => (
+            state
+                .pools
+                .contains_key(name)
+                .then(|| skiff_cluster::state::backups::ADMIN_OWNER.to_string())
+                .filter(|_| role == UserRole::Admin),
+            format!("no pool named {name:?}"),
+        ),
     };
     owner
         .filter(|o| role == UserRole::Admin || o == user)

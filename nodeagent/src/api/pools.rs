@@ -20,6 +20,8 @@ use crate::agent::Node;
 
 /// How long adding a pool waits for its nodes to open it.
 const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long it waits once every node answered but some could not open it.
+const RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The pool routes (merged into the API router).
 pub(super) fn routes() -> Router<Arc<Node>> {
@@ -123,11 +125,18 @@ async fn add(
     // Hand it to the nodes soon, and answer once each has opened it, or after OPEN_WAIT with
     // what each said (unusable and why, or not reported), so the pool can be used at once.
     let started = std::time::Instant::now();
+    let mut all_reported: Option<std::time::Instant> = None;
     let view = loop {
         node.reconcile_wake.notify_one();
         let view = view_of(&node, &name)?;
         let opened = view.nodes.iter().all(|n| n.reported && n.error.is_none());
-        if opened || started.elapsed() >= OPEN_WAIT {
+        if view.nodes.iter().all(|n| n.reported) {
+            all_reported.get_or_insert_with(std::time::Instant::now);
+        }
+        // A node that could not open it is asked again after 1 s: one more try is worth waiting
+        // for (a shared pool's marker may have just been written), a lasting error is not.
+        let settled = all_reported.is_some_and(|t| t.elapsed() >= RETRY_WAIT);
+        if opened || settled || started.elapsed() >= OPEN_WAIT {
             break view;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -274,10 +274,27 @@ impl AgentHandler {
                 ])
             }),
             AgentRequest::Backup {
+                op,
+                pool,
+                whole_pool: true,
+                at,
+                ..
+            } => match images.as_ref().map(|p| p.zfs_backup(&pool, op, at)) {
+                Some(Ok(log)) => AgentReply::Done { log, domain: None },
+                Some(Err(e)) => {
+                    AgentReply::error(AgentErrorCode::Hypervisor, format!("node {node}: {e}"))
+                }
+                None => AgentReply::error(
+                    AgentErrorCode::Hypervisor,
+                    format!("node {node} has no image pool"),
+                ),
+            },
+            AgentRequest::Backup {
                 id,
                 files,
                 op,
                 pool,
+                ..
             } => pool_work(&node, &images, &pool, |store| {
                 crate::storage::work::backup(store, id, &files, op)
             }),

@@ -20,6 +20,10 @@ use skiff_cluster::state::pools::{PoolKind, PoolSpec, LOCAL_POOL, SHARED_MARKER}
 use tracing::{info, warn};
 
 use super::images::ImageStore;
+use super::zfs::{
+    backup_snapshot_name, CreateOptions, DatasetName, Sent, ZfsError, ZfsOps, ZfsPool,
+};
+use skiff_cluster::state::backups::BackupOp;
 
 /// How long (in 100 ms steps) a node waits for a shared pool's marker before it reports the pool
 /// unusable (and is asked again later).
@@ -44,6 +48,8 @@ pub struct Pools {
     open: Arc<RwLock<BTreeMap<String, OpenPool>>>,
     /// Counts changes of the set (for publishing figures at once).
     changes: Arc<std::sync::atomic::AtomicU64>,
+    /// This host's ZFS (`None`: built without the `zfs` feature, or no ZFS here).
+    zfs: Option<Arc<dyn ZfsOps>>,
     /// Stand-in for `qemu-img` (tests).
     qemu_img: Option<PathBuf>,
 }
@@ -61,6 +67,7 @@ impl Pools {
             data_dir: data_dir.to_path_buf(),
             open: Arc::default(),
             changes: Arc::default(),
+            zfs: host_zfs(),
             qemu_img,
         };
         let local = data_dir.join("pools").join(LOCAL_POOL);
@@ -93,6 +100,7 @@ impl Pools {
             data_dir: path.clone(),
             open: Arc::default(),
             changes: Arc::default(),
+            zfs: None,
             qemu_img: None,
         };
         pools.write().insert(
@@ -235,7 +243,7 @@ impl Pools {
                 });
                 (path, store)
             }
-            PoolKind::Zfs { dataset } => match zfs_mountpoint(dataset) {
+            PoolKind::Zfs { dataset, .. } => match self.zfs_mountpoint(dataset) {
                 Ok(path) => {
                     let store = self.check_place(&path).and_then(|()| self.store_at(&path));
                     (path, store)
@@ -375,28 +383,101 @@ pub fn traversable(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The directory of a ZFS pool: its dataset's mountpoint, the dataset made when missing.
+/// This host's ZFS, when the agent is built with the `zfs` feature and `/dev/zfs` answers.
 #[cfg(feature = "zfs")]
-fn zfs_mountpoint(dataset: &str) -> Result<PathBuf, String> {
-    use super::zfs::{CreateOptions, DatasetName, LzcZfs, ZfsOps};
-    let zfs = LzcZfs::new().map_err(|e| e.to_string())?;
-    let name = DatasetName::parse(dataset).map_err(|e| e.to_string())?;
-    if !zfs.exists(dataset).map_err(|e| e.to_string())? {
-        zfs.create_filesystem(&name, &CreateOptions::default())
-            .map_err(|e| e.to_string())?;
-    }
-    let props = zfs.properties(&name).map_err(|e| e.to_string())?;
-    match props.mountpoint {
-        Some(m) if props.mounted => Ok(m),
-        _ => Err(format!("dataset {dataset} is not mounted")),
+fn host_zfs() -> Option<Arc<dyn ZfsOps>> {
+    match super::zfs::LzcZfs::new() {
+        Ok(z) => Some(Arc::new(z)),
+        Err(e) => {
+            info!(reason = %e, "no ZFS on this host: ZFS pools will be reported unusable");
+            None
+        }
     }
 }
 
 #[cfg(not(feature = "zfs"))]
-fn zfs_mountpoint(dataset: &str) -> Result<PathBuf, String> {
-    Err(format!(
-        "dataset {dataset}: this skiffd is built without ZFS support (cargo feature `zfs`)"
-    ))
+fn host_zfs() -> Option<Arc<dyn ZfsOps>> {
+    None
+}
+
+/// What [`Pools::zfs_without`] says when there is no ZFS to use.
+#[cfg(feature = "zfs")]
+const NO_ZFS: &str = "ZFS is not usable on this host (no /dev/zfs)";
+#[cfg(not(feature = "zfs"))]
+const NO_ZFS: &str = "this skiffd is built without ZFS support (cargo feature `zfs`)";
+
+/// Whole-pool backups keep every snapshot the leader has not asked to remove (its schedules'
+/// retention decides, as for image backups).
+const ZFS_KEEP: usize = usize::MAX;
+
+impl Pools {
+    /// Uses `zfs` as this host's ZFS (tests: a `FakeZfs`).
+    pub fn with_zfs(mut self, zfs: Arc<dyn ZfsOps>) -> Pools {
+        self.zfs = Some(zfs);
+        self
+    }
+
+    fn zfs_without(&self, dataset: &str) -> String {
+        format!("dataset {dataset}: {NO_ZFS}")
+    }
+
+    /// The directory of a ZFS pool: its dataset's mountpoint, the dataset made when missing.
+    fn zfs_mountpoint(&self, dataset: &str) -> Result<PathBuf, String> {
+        let zfs = self.zfs.as_ref().ok_or_else(|| self.zfs_without(dataset))?;
+        let name = DatasetName::parse(dataset).map_err(|e| e.to_string())?;
+        if !zfs.exists(dataset).map_err(|e| e.to_string())? {
+            zfs.create_filesystem(&name, &CreateOptions::default())
+                .map_err(|e| e.to_string())?;
+        }
+        let props = zfs.properties(&name).map_err(|e| e.to_string())?;
+        match props.mountpoint {
+            Some(m) if props.mounted => Ok(m),
+            _ => Err(format!("dataset {dataset} is not mounted")),
+        }
+    }
+
+    /// Carries out `op` for the whole-pool backup of pool `name` made at `at` (Unix seconds):
+    /// `Create` takes the snapshot `skiff-YYYYMMDDTHHMMSSZ` of its dataset and sends it
+    /// (incrementally when it can) to the pool's backup dataset; `Remove` destroys it on both
+    /// sides. Idempotent. Blocking.
+    pub fn zfs_backup(&self, name: &str, op: BackupOp, at: u64) -> Result<Vec<String>, String> {
+        let spec = self
+            .read()
+            .get(name)
+            .and_then(|p| p.spec.clone())
+            .ok_or_else(|| format!("this node has no pool named {name:?}"))?;
+        let PoolKind::Zfs { dataset, backup } = &spec.kind else {
+            return Err(format!("pool {name} is not on ZFS"));
+        };
+        let zfs = self.zfs.clone().ok_or_else(|| self.zfs_without(dataset))?;
+        let pool =
+            ZfsPool::new(zfs, dataset, backup.as_deref(), ZFS_KEEP).map_err(|e| e.to_string())?;
+        let snapshot = backup_snapshot_name(at);
+        match op {
+            BackupOp::Create => {
+                let r = pool.backup_now(at).map_err(|e| e.to_string())?;
+                let sent = match &r.sent {
+                    Sent::NoBackupDataset => "kept in the pool (no backup dataset)".to_string(),
+                    Sent::AlreadyThere => "already on the backup dataset".to_string(),
+                    Sent::Full => format!("sent in full to {}", backup.as_deref().unwrap_or("-")),
+                    Sent::Incremental { from } => format!(
+                        "sent to {} incrementally from {from}",
+                        backup.as_deref().unwrap_or("-")
+                    ),
+                };
+                let took = if r.taken { "took" } else { "found" };
+                Ok(vec![format!("{took} snapshot {dataset}@{}; {sent}", r.snapshot)])
+            }
+            BackupOp::Remove => match pool.remove_backup(&snapshot) {
+                Ok(gone) => Ok(gone.into_iter().map(|s| format!("destroyed {s}")).collect()),
+                Err(ZfsError::NotFound { .. }) => Ok(vec![format!("{dataset}@{snapshot} was gone already")]),
+                Err(e) => Err(e.to_string()),
+            },
+            BackupOp::Restore => Err(format!(
+                "a whole-pool backup is not restored through Skiff: files are in {dataset}'s .zfs/snapshot/{snapshot}/"
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -473,6 +554,7 @@ mod tests {
         let zfs = PoolSpec {
             name: "z".into(),
             kind: PoolKind::Zfs {
+                backup: None,
                 dataset: "tank/skiff".into(),
             },
             token: String::new(),
@@ -503,6 +585,83 @@ mod tests {
             log.iter().any(|l| l.starts_with("opened pool y")),
             "{log:?}"
         );
+    }
+
+    #[test]
+    fn zfs_pools_open_on_their_mountpoint_and_back_up_whole() {
+        use crate::storage::zfs::FakeZfs;
+        let t = tempfile::tempdir().unwrap();
+        let mount = t.path().join("tank-skiff");
+        let zfs = FakeZfs::new()
+            .with_pool("tank")
+            .and_then(|z| z.with_pool("backup"))
+            .unwrap();
+        let opts = CreateOptions {
+            mountpoint: Some(mount.clone()),
+        };
+        zfs.create_filesystem(&DatasetName::parse("tank/skiff").unwrap(), &opts)
+            .unwrap();
+        let zfs: Arc<dyn ZfsOps> = Arc::new(zfs);
+        let pools = Pools::open(&t.path().join("data")).with_zfs(zfs.clone());
+        let spec = PoolSpec {
+            name: "z".into(),
+            kind: PoolKind::Zfs {
+                dataset: "tank/skiff".into(),
+                backup: Some("backup/skiff".into()),
+            },
+            token: String::new(),
+            writes_marker: false,
+        };
+        let log = pools.set(vec![spec]);
+        assert!(log[0].starts_with("opened pool z"), "{log:?}");
+        let store = pools.get("z").unwrap();
+        assert_eq!(store.root(), mount.canonicalize().unwrap());
+        store.create("img", 1 << 20).unwrap();
+        assert_eq!(pools.report()[1].kind, "zfs");
+
+        // A whole-pool backup: taken and sent in full, found again when repeated, then
+        // incremental; removed on both sides; the newest one both sides share is kept.
+        const T1: u64 = 1_795_000_000;
+        const T2: u64 = T1 + 86_400;
+        let first = pools.zfs_backup("z", BackupOp::Create, T1).unwrap();
+        assert!(
+            first[0].starts_with("took snapshot tank/skiff@skiff-")
+                && first[0].contains("sent in full"),
+            "{first:?}"
+        );
+        let again = pools.zfs_backup("z", BackupOp::Create, T1).unwrap();
+        assert!(
+            again[0].starts_with("found") && again[0].contains("already on the backup"),
+            "{again:?}"
+        );
+        let second = pools.zfs_backup("z", BackupOp::Create, T2).unwrap();
+        assert!(
+            second[0].contains("incrementally from skiff-"),
+            "{second:?}"
+        );
+        let backup = DatasetName::parse("backup/skiff").unwrap();
+        assert_eq!(zfs.list_snapshots(&backup).unwrap().len(), 2);
+        let gone = pools.zfs_backup("z", BackupOp::Remove, T1).unwrap();
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        assert_eq!(zfs.list_snapshots(&backup).unwrap().len(), 1);
+        let twice = pools.zfs_backup("z", BackupOp::Remove, T1).unwrap();
+        assert!(twice[0].contains("gone already"), "{twice:?}");
+        let e = pools.zfs_backup("z", BackupOp::Remove, T2).unwrap_err();
+        assert!(e.contains("newest snapshot"), "{e}");
+        assert!(pools.zfs_backup("z", BackupOp::Restore, T2).is_err());
+        assert!(pools.zfs_backup("local", BackupOp::Create, T2).is_err());
+        // Without ZFS on the host, a ZFS pool says why it is unusable.
+        let bare = Pools::open(&t.path().join("bare"));
+        bare.set(vec![PoolSpec {
+            name: "z".into(),
+            kind: PoolKind::Zfs {
+                dataset: "tank/skiff".into(),
+                backup: None,
+            },
+            token: String::new(),
+            writes_marker: false,
+        }]);
+        assert!(bare.get("z").unwrap_err().contains("ZFS"));
     }
 
     #[test]

@@ -266,6 +266,7 @@ async fn start_task(client: &ApiClient, operation: Operation) -> Update {
         ServerOp::Delete => client.remove_server(name).await,
         ServerOp::BackupServer => {
             let target = BackupTargetRequest {
+                pool: None,
                 image: None,
                 server: Some(name.to_owned()),
             };
@@ -273,6 +274,7 @@ async fn start_task(client: &ApiClient, operation: Operation) -> Update {
         }
         ServerOp::BackupImage => {
             let target = BackupTargetRequest {
+                pool: None,
                 image: Some(name.to_owned()),
                 server: None,
             };

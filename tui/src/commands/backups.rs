@@ -13,7 +13,7 @@ use crate::cli::OutputFormat;
 use crate::output;
 use crate::CliError;
 
-/// What a backup is of: `--image NAME` or `--server NAME`.
+/// What a backup is of: `--image NAME`, `--server NAME` or `--pool NAME`.
 #[derive(Debug, Clone, PartialEq, Args)]
 #[group(required = true, multiple = false)]
 pub struct Target {
@@ -23,6 +23,9 @@ pub struct Target {
     /// A server (all its disks; it must be stopped).
     #[arg(long)]
     server: Option<String>,
+    /// A whole ZFS pool (admins): a snapshot of its dataset, sent to its backup dataset.
+    #[arg(long)]
+    pool: Option<String>,
 }
 
 #[derive(Debug, Subcommand, PartialEq)]
@@ -153,6 +156,7 @@ pub async fn run(
             let req = ScheduleRequest {
                 image: target.image,
                 server: target.server,
+                pool: target.pool,
                 hour_utc: if off { None } else { hour },
                 keep: if off { None } else { keep },
             };
@@ -164,10 +168,12 @@ pub async fn run(
             let req = BackupTargetRequest {
                 image: target.image.clone(),
                 server: target.server.clone(),
+                pool: target.pool.clone(),
             };
-            let label = match (&target.image, &target.server) {
-                (Some(i), _) => format!("image {i}"),
-                (_, Some(s)) => format!("server {s}"),
+            let label = match (&target.image, &target.server, &target.pool) {
+                (Some(i), _, _) => format!("image {i}"),
+                (_, Some(s), _) => format!("server {s}"),
+                (_, _, Some(p)) => format!("pool {p}"),
                 _ => String::new(),
             };
             (label, wait, client.create_backup(&req).await?)

@@ -38,6 +38,9 @@ pub enum PoolCommand {
         /// Its ZFS dataset (POOL/NAME; nodes built with the `zfs` feature).
         #[arg(long)]
         dataset: Option<String>,
+        /// With --dataset: where its whole-pool backups are sent (a dataset in another pool).
+        #[arg(long, requires = "dataset")]
+        backup_dataset: Option<String>,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
@@ -120,6 +123,7 @@ pub async fn run(
             shared,
             path,
             dataset,
+            backup_dataset,
             output,
         } => {
             let req = AddPoolRequest {
@@ -128,6 +132,7 @@ pub async fn run(
                 shared,
                 path,
                 dataset,
+                backup_dataset,
             };
             let pool = client.add_pool(&req).await?;
             match output {
@@ -178,6 +183,7 @@ mod tests {
                 shared: false,
                 path: Some("/srv/fast".into()),
                 dataset: None,
+                backup_dataset: None,
                 output: OutputFormat::Table,
             })
         );

@@ -147,3 +147,53 @@ pub trait ZfsOps: Send + Sync {
     /// The mountpoint, mount state and space of a dataset.
     fn properties(&self, dataset: &DatasetName) -> Result<DatasetProperties, ZfsError>;
 }
+
+/// A shared implementation (the agent keeps one per host and hands it to each ZFS pool).
+impl<T: ZfsOps + ?Sized> ZfsOps for std::sync::Arc<T> {
+    fn create_filesystem(
+        &self,
+        dataset: &DatasetName,
+        opts: &CreateOptions,
+    ) -> Result<(), ZfsError> {
+        (**self).create_filesystem(dataset, opts)
+    }
+    fn exists(&self, name: &str) -> Result<bool, ZfsError> {
+        (**self).exists(name)
+    }
+    fn snapshot(&self, snapshot: &SnapshotName) -> Result<(), ZfsError> {
+        (**self).snapshot(snapshot)
+    }
+    fn list_snapshots(&self, dataset: &DatasetName) -> Result<Vec<SnapshotInfo>, ZfsError> {
+        (**self).list_snapshots(dataset)
+    }
+    fn rollback(&self, snapshot: &SnapshotName, later: LaterSnapshots) -> Result<(), ZfsError> {
+        (**self).rollback(snapshot, later)
+    }
+    fn destroy_snapshot(&self, snapshot: &SnapshotName) -> Result<(), ZfsError> {
+        (**self).destroy_snapshot(snapshot)
+    }
+    fn destroy_dataset(&self, dataset: &DatasetName) -> Result<(), ZfsError> {
+        (**self).destroy_dataset(dataset)
+    }
+    fn clone_snapshot(
+        &self,
+        snapshot: &SnapshotName,
+        target: &DatasetName,
+    ) -> Result<(), ZfsError> {
+        (**self).clone_snapshot(snapshot, target)
+    }
+    fn send(
+        &self,
+        snapshot: &SnapshotName,
+        from: Option<&SnapshotName>,
+        out: &File,
+    ) -> Result<(), ZfsError> {
+        (**self).send(snapshot, from, out)
+    }
+    fn receive(&self, snapshot: &SnapshotName, input: &File, force: bool) -> Result<(), ZfsError> {
+        (**self).receive(snapshot, input, force)
+    }
+    fn properties(&self, dataset: &DatasetName) -> Result<DatasetProperties, ZfsError> {
+        (**self).properties(dataset)
+    }
+}
