@@ -26,6 +26,7 @@ use skiff_cluster::agentproto::{
 };
 use skiff_cluster::api::tasks::{ActualView, Convergence, NodeActual, ServerActual};
 use skiff_cluster::state::backups::{schedule_due, BackupOp, BackupTarget};
+use skiff_cluster::state::images::disk_owner;
 use skiff_cluster::state::pools::{pools_of, PoolKind, PoolSpec, LOCAL_POOL};
 use skiff_cluster::state::servers::{
     shutdown_force_after, DiskSpec, PowerState, SHUTDOWN_FORCE_AFTER_SECS,
@@ -548,13 +549,6 @@ pub fn missing_images(state: &ClusterState, node: &str, report: &AgentReport) ->
         .filter(|i| !present.contains(&(i.pool.as_str(), i.name.as_str())))
         .map(|i| i.name.clone())
         .collect()
-}
-
-/// The server whose disk `name` is (`web-disk0` → `web`).
-fn disk_owner(name: &str) -> Option<&str> {
-    let (server, index) = name.rsplit_once("-disk")?;
-    (!server.is_empty() && !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
-        .then_some(server)
 }
 
 /// Whether a server on a dead node should be restarted elsewhere.

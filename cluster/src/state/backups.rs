@@ -232,7 +232,7 @@ pub fn target_files(
                 )));
             }
             let files = (0..server.spec.disks.len())
-                .map(|i| format!("{name}-disk{i}"))
+                .map(|i| super::images::disk_name(name, i))
                 .collect();
             Ok(TargetFiles {
                 owner: server.owner.clone(),
@@ -263,6 +263,16 @@ pub fn target_files(
 
 /// The owner recorded for backups of whole pools (which only admins make and see).
 pub const ADMIN_OWNER: &str = "admin";
+
+/// The open task of a backup or restore of `target`, if any (its image or disks must not change
+/// under the copy).
+pub fn target_busy_with(state: &ClusterState, target: &BackupTarget) -> Option<u64> {
+    state
+        .backups
+        .values()
+        .filter(|b| &b.target == target)
+        .find_map(|b| backup_busy_with(state, b))
+}
 
 /// The open task a backup is busy with, if any.
 pub fn backup_busy_with(state: &ClusterState, b: &BackupRecord) -> Option<u64> {
@@ -575,6 +585,18 @@ mod tests {
         let t = task(&create(&mut s));
         let id = *s.backups.keys().next().unwrap_or(&0);
         assert_eq!(s.backups[&id].files, ["img"]);
+        // The image does not change under the copy: its operations wait for the backup.
+        let grow = Command::Image(ImageCommand::Act {
+            name: "img".into(),
+            work: crate::state::ImageOp::Resize { size_gib: 9 },
+        });
+        assert!(matches!(
+            run(&mut s, 11, grow),
+            CommandOutcome::Refused {
+                code: RefusalCode::Conflict,
+                ..
+            }
+        ));
         // Not restorable before it is made, nor while busy.
         let restore = Command::Backup(BackupCommand::Restore { id });
         assert!(matches!(

@@ -212,8 +212,20 @@ pub fn check_image_name(what: &str, name: &str) -> Result<(), String> {
 }
 
 fn is_server_disk_name(name: &str) -> bool {
-    name.rsplit_once("-disk")
-        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    disk_owner(name).is_some()
+}
+
+/// The image name of disk `index` of `server` (`web`, 0 → `web-disk0`).
+pub fn disk_name(server: &str, index: usize) -> String {
+    format!("{server}-disk{index}")
+}
+
+/// The server whose disk the image name `name` is (`web-disk0` → `web`): servers' disks are
+/// `SERVER-diskN` in their pool.
+pub fn disk_owner(name: &str) -> Option<&str> {
+    let (server, index) = name.rsplit_once("-disk")?;
+    (!server.is_empty() && !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(server)
 }
 
 /// Checks an image size in GiB.
@@ -253,8 +265,8 @@ pub fn servers_using<'a>(
         .map(|s| s.name.as_str())
 }
 
-/// The open task an image is busy with, if any: its own pending operation, or a conversion
-/// reading it into another image (a pending operation whose task ended, e.g. was cancelled, no
+/// The open task an image is busy with, if any: its own pending operation, a backup or restore
+/// of it, or a conversion reading it into another image (a pending operation whose task ended, e.g. was cancelled, no
 /// longer blocks).
 pub fn busy_with(state: &ClusterState, image: &ImageRecord) -> Option<u64> {
     image
@@ -262,6 +274,12 @@ pub fn busy_with(state: &ClusterState, image: &ImageRecord) -> Option<u64> {
         .as_ref()
         .and_then(|p| open_task_id(state, p.task_id))
         .or_else(|| converting_from(state, &image.name))
+        .or_else(|| {
+            let target = super::backups::BackupTarget::Image {
+                name: image.name.clone(),
+            };
+            super::backups::target_busy_with(state, &target)
+        })
 }
 
 /// `task_id` if that task is still open.

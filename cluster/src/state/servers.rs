@@ -474,6 +474,34 @@ fn try_apply(
 ) -> Result<CommandOutcome, CommandOutcome> {
     use ServerCommand as C;
     let bad = |m: String| CommandOutcome::refused(RefusalCode::Conflict, m);
+    // Nothing changes a server while its disks are being backed up or restored.
+    let acted_on = match cmd {
+        C::Start { name }
+        | C::Shutdown { name, .. }
+        | C::Destroy { name }
+        | C::Suspend { name }
+        | C::Resume { name }
+        | C::Reboot { name }
+        | C::Move { name, .. }
+        | C::AttachDisk { name, .. }
+        | C::DetachDisk { name, .. }
+        | C::MountIso { name, .. }
+        | C::UnmountIso { name }
+        | C::Remove { name } => Some(name),
+        C::Create { .. }
+        | C::Failover { .. }
+        | C::MaintenanceOn { .. }
+        | C::MaintenanceOff { .. }
+        | C::Evacuate { .. } => None,
+    };
+    if let Some(name) = acted_on {
+        let target = super::backups::BackupTarget::Server { name: name.clone() };
+        if let Some(t) = super::backups::target_busy_with(state, &target) {
+            return Err(bad(format!(
+                "server {name} is busy with backup task {t}: wait for it to end"
+            )));
+        }
+    }
     Ok(match cmd {
         C::Create {
             name,

@@ -35,7 +35,7 @@ impl DiskProvisioner {
 
     /// The image name of disk `index` of `server`.
     pub fn disk_name(server: &str, index: usize) -> String {
-        format!("{server}-disk{index}")
+        skiff_cluster::state::images::disk_name(server, index)
     }
 
     /// Makes every disk of `server` exist; returns their paths in the spec's order.
@@ -72,15 +72,10 @@ impl DiskProvisioner {
     /// Removes every disk image of the server `name` (disks beyond its current spec too: detached
     /// ones). Returns the names removed.
     pub fn remove(&self, name: &str) -> Result<Vec<String>, String> {
-        let prefix = format!("{name}-disk");
         let mut removed = Vec::new();
         for (_, store) in self.pools.stores() {
             for entry in store.list().map_err(|e| e.to_string())? {
-                let is_disk = entry
-                    .name
-                    .strip_prefix(&prefix)
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-                if is_disk {
+                if skiff_cluster::state::images::disk_owner(&entry.name) == Some(name) {
                     store.remove(&entry.name).map_err(|e| e.to_string())?;
                     removed.push(entry.name);
                 }

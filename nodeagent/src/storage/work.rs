@@ -22,6 +22,7 @@ pub fn carry_out(
     match op {
         ImageOp::Create { size_gib } => {
             if store.exists(name)? {
+                same_result(store, name, None, size_gib.saturating_mul(GIB))?;
                 log.push(format!("{name} exists already"));
             } else {
                 store.create(name, size_gib.saturating_mul(GIB))?;
@@ -30,6 +31,8 @@ pub fn carry_out(
         }
         ImageOp::Clone { from } => {
             if store.exists(name)? {
+                let size = source.info(from)?.virtual_size;
+                same_result(store, name, Some(&source.path(from)?), size)?;
                 log.push(format!("{name} exists already"));
             } else {
                 store.clone_child_from(source, from, name)?;
@@ -90,6 +93,7 @@ pub fn carry_out(
         }
         ImageOp::Convert { from, compress } => {
             if store.exists(name)? {
+                same_result(store, name, None, source.info(from)?.virtual_size)?;
                 log.push(format!("{name} exists already"));
             } else {
                 store.convert_into_from(source, from, name, *compress)?;
@@ -109,6 +113,25 @@ pub fn carry_out(
         }
     }
     Ok(log)
+}
+
+/// Checks that the existing image `name` is what a create, clone or conversion would have made
+/// — backed by `backing` (or standalone) and of `size` bytes — so a repeated operation finds its
+/// own result, and a foreign file of that name (an operator's, a leftover) is refused instead of
+/// being taken for it.
+fn same_result(
+    store: &ImageStore,
+    name: &str,
+    backing: Option<&std::path::Path>,
+    size: u64,
+) -> Result<(), ImageError> {
+    let info = store.info(name)?;
+    let backed_by = info.backing_chain.first().map(|b| b.filename.as_path());
+    if backed_by == backing && info.virtual_size == size {
+        Ok(())
+    } else {
+        Err(ImageError::AlreadyExists(name.to_string()))
+    }
 }
 
 /// Where backup `id`'s copies live: `POOL/.backups/ID/` (the store lists only the pool's top
@@ -216,6 +239,43 @@ mod tests {
             .arg("--version")
             .output()
             .is_err()
+    }
+
+    #[test]
+    fn a_foreign_file_of_the_name_is_not_taken_for_the_result() {
+        let (_dir, s) = store();
+        carry_out(&s, &s, "base", &ImageOp::Create { size_gib: 1 }).expect("create");
+        carry_out(&s, &s, "base", &ImageOp::MakeMaster).expect("master");
+        carry_out(&s, &s, "other", &ImageOp::Create { size_gib: 1 }).expect("create");
+        // Another size, a standalone file where a clone is asked, a clone where a conversion is.
+        let refused = |name: &str, op: ImageOp| {
+            let r = carry_out(&s, &s, name, &op);
+            assert!(
+                matches!(r, Err(ImageError::AlreadyExists(_))),
+                "{op:?} on {name}: {r:?}"
+            );
+        };
+        refused("other", ImageOp::Create { size_gib: 2 });
+        refused(
+            "other",
+            ImageOp::Clone {
+                from: "base".into(),
+            },
+        );
+        let clone = ImageOp::Clone {
+            from: "base".into(),
+        };
+        carry_out(&s, &s, "child", &clone).expect("clone");
+        refused(
+            "child",
+            ImageOp::Convert {
+                from: "base".into(),
+                compress: false,
+            },
+        );
+        // The same operation again finds its own result.
+        assert!(carry_out(&s, &s, "child", &clone).is_ok());
+        assert!(carry_out(&s, &s, "other", &ImageOp::Create { size_gib: 1 }).is_ok());
     }
 
     #[test]
