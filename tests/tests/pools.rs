@@ -234,6 +234,35 @@ async fn pools_hold_images_and_refuse_what_would_break_them() {
         alice.server("app").await.unwrap().node.as_deref(),
         Some(elsewhere.as_str())
     );
+    // Cloned through the image API onto another node: the child is in that node's `local`
+    // pool, backed by the master's file in the shared directory. A master in a node-local pool
+    // is cloned on its own node only.
+    let onto = |node: &str| ImageActionRequest {
+        name: Some("data-child".into()),
+        pool: Some("local".into()),
+        node: Some(node.into()),
+        ..Default::default()
+    };
+    done(
+        &alice,
+        alice
+            .image_action("data", "clone", &onto(&elsewhere))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let idx = c.names.iter().position(|n| *n == elsewhere).unwrap();
+    let child_file = c.dirs[idx].join("pools/local/data-child.qcow2");
+    let backing = backing_of(&child_file).expect("a clone has a backing file");
+    assert!(backing.ends_with("/shared/data.qcow2"), "{backing}");
+    let mut to_n2 = onto(&c.names[2]);
+    to_n2.name = Some("base-child".into());
+    if n1 != c.names[2] {
+        let (status, msg) = refusal(admin.image_action("base", "clone", &to_n2).await);
+        assert_eq!(status, 400, "{msg}");
+    }
+    done(&alice, alice.remove_image("data-child").await.unwrap()).await;
+
     let n2 = c.names[2].clone();
     let (status, msg) = refusal(
         admin

@@ -93,6 +93,9 @@ pub struct ImageActionRequest {
     /// `clone`, `convert`: the new image's pool on the same node (default: the source's pool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// `clone` of a master in a shared pool: the node of the new image (default: the master's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl ApiClient {

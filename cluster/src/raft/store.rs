@@ -703,10 +703,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let last_membership = self.record.last_membership.clone();
         let to_storage =
             |e: DbError| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write);
-        let data = encode("snapshot data", &self.record.state).map_err(to_storage)?;
         let db = self.db.clone();
-        let data_for_db = data.clone();
-        let meta = blocking(move || {
+        let state = self.record.state.clone();
+        // Encoding the whole state takes tens of milliseconds once it holds thousands of users
+        // and audit records: it runs on a blocking thread, never on a runtime worker, where it
+        // would hold up requests and Raft RPCs (the write benchmark's tail, docs/benchmarks.md
+        // §6).
+        let (meta, data) = blocking(move || {
+            let data = encode("snapshot data", &*state)?;
+            let data_for_db = &data;
             let txn = db.begin_write()?;
             let meta;
             {
@@ -745,7 +750,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 }
             }
             txn.commit()?;
-            Ok(meta)
+            Ok((meta, data))
         })
         .await
         .map_err(to_storage)?;

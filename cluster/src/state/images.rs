@@ -130,14 +130,16 @@ pub enum ImageCommand {
         #[serde(default)]
         pool: Option<String>,
     },
-    /// A new child of the master `from`, on the master's node, in `pool` (the master's when
-    /// `None`).
+    /// A new child of the master `from`, in `pool` (the master's when `None`), on the master's
+    /// node — or on `node` when the master is in a shared pool, which every node has.
     Clone {
         name: String,
         from: String,
         owner: String,
         #[serde(default)]
         pool: Option<String>,
+        #[serde(default)]
+        node: Option<String>,
     },
     /// A new standalone image `name` with the full contents of `from` (its master folded in,
     /// compressed when `compress` says so), on `from`'s node.
@@ -546,6 +548,7 @@ fn try_apply(
             from,
             owner,
             pool,
+            node,
         } => {
             check_image_name("image", name).map_err(invalid)?;
             if state.images.contains_key(name) {
@@ -560,7 +563,28 @@ fn try_apply(
                     format!("image {from} is not a master: make it one first"),
                 ));
             }
-            let (node, size) = (master.node.clone(), master.size_gib);
+            let shared = state.pools.get(&master.pool).is_some_and(|p| p.is_shared());
+            let node = match node {
+                Some(n) if *n == master.node => n.clone(),
+                Some(n) if !shared => {
+                    return Err(refused(
+                        RefusalCode::Invalid,
+                        format!(
+                            "master {from} is in pool {} of node {}: its clones are made there (only masters in shared pools are cloned onto any node)",
+                            master.pool, master.node
+                        ),
+                    ))
+                }
+                Some(n) if !state.nodes.contains_key(n) => {
+                    return Err(refused(
+                        RefusalCode::NotFound,
+                        format!("no node named {n:?}"),
+                    ))
+                }
+                Some(n) => n.clone(),
+                None => master.node.clone(),
+            };
+            let size = master.size_gib;
             let pool = pool.clone().unwrap_or_else(|| master.pool.clone());
             check_pool(state, &node, &pool)?;
             check_quota(state, owner, size)?;
@@ -970,6 +994,7 @@ mod tests {
             run(
                 s,
                 ImageCommand::Clone {
+                    node: None,
                     pool: None,
                     name: "child".into(),
                     from: "base".into(),
@@ -1040,6 +1065,7 @@ mod tests {
         let t = task_of(&run(
             s,
             ImageCommand::Clone {
+                node: None,
                 pool: None,
                 name: "child".into(),
                 from: "base".into(),

@@ -264,6 +264,7 @@ pub(super) async fn action(
                 from: name,
                 owner: p.name,
                 pool: req.pool,
+                node: req.node,
             }
         }
         "master" => ImageCommand::Act {

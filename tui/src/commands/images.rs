@@ -74,6 +74,9 @@ pub enum ImageCommand {
         /// The new image's pool, on the master's node (default: the master's pool).
         #[arg(long)]
         pool: Option<String>,
+        /// For a master in a shared pool: the node of the new image (default: the master's).
+        #[arg(long)]
+        node: Option<String>,
         #[arg(long)]
         wait: bool,
     },
@@ -282,11 +285,13 @@ pub async fn run(
             master,
             name,
             pool,
+            node,
             wait,
         } => {
             let body = ImageActionRequest {
                 name: Some(name.clone()),
                 pool,
+                node,
                 ..Default::default()
             };
             let t = client.image_action(&master, "clone", &body).await?;
@@ -404,6 +409,7 @@ mod tests {
                 master: "base".into(),
                 name: "web".into(),
                 pool: Some("fast".into()),
+                node: None,
                 wait: false
             })
         );
