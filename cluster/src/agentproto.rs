@@ -52,8 +52,15 @@ pub enum AgentRequest {
         #[serde(default = "default_force_after")]
         force_after_secs: u64,
     },
-    /// Stop (forcibly) and undefine the server if it exists.
-    Remove { name: String },
+    /// Stop (forcibly) and undefine the server if it exists, and delete its disks in the node's
+    /// own pools. Its disks in shared pools are deleted only with `shared_disks` (the server is
+    /// removed for good): a stale copy left on a node after a move or failover shares them with
+    /// the copy that runs elsewhere.
+    Remove {
+        name: String,
+        #[serde(default)]
+        shared_disks: bool,
+    },
     /// Carry out `op` on the image `name` in the node's pool `pool`. Idempotent: an image
     /// already made, a snapshot already taken, an image already gone count as done. A master
     /// that `op` reads (`Clone`, `Convert`) may be in any pool of the node.
@@ -317,7 +324,7 @@ impl AgentRequest {
                 Some(a) => format!("ensure {} ({a:?})", server.name),
                 None => format!("ensure {} {:?}", server.name, server.desired),
             },
-            AgentRequest::Remove { name } => format!("remove {name}"),
+            AgentRequest::Remove { name, .. } => format!("remove {name}"),
             AgentRequest::Console { name, .. } => format!("console {name}"),
             AgentRequest::Changed { node, server } => format!("changed {server} on {node}"),
             AgentRequest::SetAside { name, pool } => format!("set aside {name}{}", in_pool(pool)),
@@ -375,7 +382,10 @@ mod tests {
                 action: Some(PowerAction::Reboot),
                 force_after_secs: 5,
             },
-            AgentRequest::Remove { name: "x".into() },
+            AgentRequest::Remove {
+                name: "x".into(),
+                shared_disks: false,
+            },
             AgentRequest::Changed {
                 node: "n1".into(),
                 server: "web".into(),

@@ -1088,7 +1088,16 @@ async fn carry_out(node: &Node, id: u64, resumed: bool, plan: TaskPlan) -> bool 
         } => {
             return carry_out_settled(node, id, resumed, n, request, settle).await;
         }
-        TaskPlan::Remove { node: n, name } => (vec![(n.clone(), AgentRequest::Remove { name })], n),
+        TaskPlan::Remove { node: n, name } => (
+            vec![(
+                n.clone(),
+                AgentRequest::Remove {
+                    name,
+                    shared_disks: true,
+                },
+            )],
+            n,
+        ),
         TaskPlan::Ensure {
             node: n,
             server,
@@ -1103,6 +1112,7 @@ async fn carry_out(node: &Node, id: u64, resumed: bool, plan: TaskPlan) -> bool 
                         from,
                         AgentRequest::Remove {
                             name: server.name.clone(),
+                            shared_disks: false,
                         },
                     )
                 })
@@ -1273,7 +1283,13 @@ fn run_drift(
                         force_after_secs: SHUTDOWN_FORCE_AFTER_SECS,
                     },
                 ),
-                DriftAction::Remove { node, name } => (node, AgentRequest::Remove { name }),
+                DriftAction::Remove { node, name } => (
+                    node,
+                    AgentRequest::Remove {
+                        name,
+                        shared_disks: false,
+                    },
+                ),
                 DriftAction::SetAside { node, pool, name } => {
                     warn!(%node, %pool, image = %name, "an image file nothing explains: setting it aside");
                     (node, AgentRequest::SetAside { name, pool })

@@ -243,7 +243,10 @@ impl Lifecycle<'_> {
         let t = Instant::now();
         let reply = self
             .handler
-            .serve(AgentRequest::Remove { name: name.into() })
+            .serve(AgentRequest::Remove {
+                name: name.into(),
+                shared_disks: true,
+            })
             .await;
         let remove = t.elapsed();
         match &reply {

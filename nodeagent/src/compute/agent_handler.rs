@@ -128,7 +128,7 @@ impl AgentHandler {
         let name = match &req {
             AgentRequest::Report => None,
             AgentRequest::Ensure { server, .. } => Some(server.name.clone()),
-            AgentRequest::Remove { name } => Some(name.clone()),
+            AgentRequest::Remove { name, .. } => Some(name.clone()),
             AgentRequest::Image { name, .. } => Some(format!("image:{name}")),
             AgentRequest::Backup { id, .. } => Some(format!("backup:{id}")),
             // Reading the console needs no lock: it changes nothing.
@@ -298,10 +298,10 @@ impl AgentHandler {
             } => pool_work(&node, &images, &pool, |store| {
                 crate::storage::work::backup(store, id, &files, op)
             }),
-            AgentRequest::Remove { name } => {
+            AgentRequest::Remove { name, shared_disks } => {
                 let mut r = remove(h.as_ref(), &name);
                 if let (Ok((log, _)), Some(d)) = (&mut r, &disks) {
-                    match d.remove(&name) {
+                    match d.remove(&name, shared_disks) {
                         Ok(removed) => {
                             log.extend(removed.into_iter().map(|n| format!("deleted disk {n}")))
                         }

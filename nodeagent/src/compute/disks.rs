@@ -4,7 +4,8 @@
 //! A disk with an `image` is a linked clone of that master, which may be in any pool of the node
 //! (a master in a shared pool, its children node-local); one without is a blank image of its
 //! size. Ensuring is idempotent: existing disks are kept (the guest's data is in them), a clone
-//! smaller than its spec is grown. Removing a server removes its disks from every pool.
+//! smaller than its spec is grown. Removing a server removes its disks from the node's own pools,
+//! and from shared pools only when it is removed for good.
 
 use std::path::PathBuf;
 
@@ -69,11 +70,16 @@ impl DiskProvisioner {
         Ok(paths)
     }
 
-    /// Removes every disk image of the server `name` (disks beyond its current spec too: detached
-    /// ones). Returns the names removed.
-    pub fn remove(&self, name: &str) -> Result<Vec<String>, String> {
+    /// Removes every disk image of the server `name` in the node's own pools (disks beyond its
+    /// current spec too: detached ones), and in shared pools when `shared_too` (the server is
+    /// removed for good, not a stale copy whose disks a copy elsewhere still uses). Returns the
+    /// names removed.
+    pub fn remove(&self, name: &str, shared_too: bool) -> Result<Vec<String>, String> {
         let mut removed = Vec::new();
-        for (_, store) in self.pools.stores() {
+        for (pool, store) in self.pools.stores() {
+            if !shared_too && self.pools.is_shared(&pool) {
+                continue;
+            }
             for entry in store.list().map_err(|e| e.to_string())? {
                 if skiff_cluster::state::images::disk_owner(&entry.name) == Some(name) {
                     store.remove(&entry.name).map_err(|e| e.to_string())?;
@@ -82,5 +88,38 @@ impl DiskProvisioner {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_cluster::state::pools::{PoolKind, PoolSpec};
+
+    #[test]
+    fn a_stale_copy_leaves_its_disks_in_shared_pools() {
+        let t = tempfile::tempdir().unwrap();
+        let pools = Pools::open(&t.path().join("data"));
+        let shared = t.path().join("shared");
+        pools.set(vec![PoolSpec {
+            name: "0".into(),
+            kind: PoolKind::Dir {
+                path: shared.display().to_string(),
+            },
+            token: "tok".into(),
+            writes_marker: true,
+        }]);
+        let local = pools.get(LOCAL_POOL).unwrap();
+        let zero = pools.get("0").unwrap();
+        local.create("web-disk0", 1 << 20).unwrap();
+        zero.create("web-disk1", 1 << 20).unwrap();
+        zero.create("other-disk0", 1 << 20).unwrap();
+        let d = DiskProvisioner::new(pools);
+        // A stale copy (after a move or failover): only the node's own disks go.
+        assert_eq!(d.remove("web", false).unwrap(), ["web-disk0"]);
+        assert!(zero.exists("web-disk1").unwrap());
+        // Removed for good: the shared disk goes too, nobody else's.
+        assert_eq!(d.remove("web", true).unwrap(), ["web-disk1"]);
+        assert!(zero.exists("other-disk0").unwrap());
     }
 }

@@ -147,6 +147,14 @@ impl Pools {
             .cloned()
     }
 
+    /// Whether `name` is a shared pool (on every node, marked by its token).
+    pub fn is_shared(&self, name: &str) -> bool {
+        self.read()
+            .get(name)
+            .and_then(|p| p.spec.as_ref())
+            .is_some_and(|s| !s.token.is_empty())
+    }
+
     /// The usable pools, by name.
     pub fn stores(&self) -> Vec<(String, ImageStore)> {
         self.read()
@@ -170,7 +178,14 @@ impl Pools {
                 continue;
             }
             match current.get(&spec.name) {
-                Some(p) if p.spec.as_ref() == Some(spec) && p.store.is_ok() => {
+                // The same place, usable: kept as it is (reopening would clear temporary files
+                // of work under way). Who writes a shared pool's marker may change meanwhile.
+                Some(p)
+                    if p.store.is_ok()
+                        && p.spec
+                            .as_ref()
+                            .is_some_and(|o| o.kind == spec.kind && o.token == spec.token) =>
+                {
                     next.insert(spec.name.clone(), p.clone());
                 }
                 _ => {
@@ -676,6 +691,8 @@ mod tests {
         assert!(e.contains("not shared with the other nodes yet"), "{e}");
         a.set(vec![shared(&shared_dir, true)]);
         assert!(a.get("0").is_ok());
+        // Another node writing markers from now on changes nothing here.
+        assert!(a.set(vec![shared(&shared_dir, false)]).is_empty());
         b.set(vec![shared(&shared_dir, false)]);
         assert!(b.get("0").is_ok());
         // Another token: another pool's directory.
