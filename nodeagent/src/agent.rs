@@ -133,8 +133,7 @@ impl Node {
         };
 
         let pools = crate::storage::pools::Pools::open(data_dir);
-        let mut figures = figures::measure(data_dir);
-        figures.storage = figures::pool_figures(&pools);
+        let figures = figures::measure(&pools);
         let mut seeds: Vec<String> = config.seeds.clone();
         if let Some(r) = &replica {
             for n in r.state.read().nodes.values() {
@@ -397,8 +396,7 @@ async fn publish_figures(node: Arc<Node>) {
         }
         pools_seen = pools_now;
         if n % 10 == 1 {
-            let mut f = figures::measure(&node.data_dir);
-            f.storage = figures::pool_figures(&node.pools);
+            let f = figures::measure(&node.pools);
             let cpu_now = figures::cpu_times();
             if let (Some(a), Some(b)) = (cpu_before, cpu_now) {
                 node.gossip

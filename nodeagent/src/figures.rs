@@ -1,7 +1,5 @@
 //! This machine's capacity and use: cores, CPU in use, memory, and storage per pool, as gossiped.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 /// Use of one storage pool.
@@ -67,30 +65,19 @@ pub fn cpu_times() -> Option<(u64, u64)> {
     parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
-/// Measures the machine; the data dir's file system is the local storage pool.
-pub fn measure(data_dir: &Path) -> NodeFigures {
+/// Measures the machine and the use of its usable pools.
+pub fn measure(pools: &crate::storage::pools::Pools) -> NodeFigures {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
     let (memory_total, available) = std::fs::read_to_string("/proc/meminfo")
         .map(|t| parse_meminfo(&t))
         .unwrap_or((0, 0));
-    let mut storage = Vec::new();
-    if let Ok(st) = nix::sys::statvfs::statvfs(data_dir) {
-        let frag = st.fragment_size();
-        let total = st.blocks() * frag;
-        let free = st.blocks_available() * frag;
-        storage.push(PoolFigures {
-            name: "local".into(),
-            total,
-            used: total.saturating_sub(free),
-        });
-    }
     NodeFigures {
         cores,
         memory_total,
         memory_used: memory_total.saturating_sub(available),
-        storage,
+        storage: pool_figures(pools),
     }
 }
 
@@ -133,7 +120,8 @@ mod tests {
 
     #[test]
     fn measures_this_machine() {
-        let f = measure(Path::new("/"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = measure(&crate::storage::pools::Pools::open(dir.path()));
         assert!(f.cores >= 1);
         assert!(f.memory_total > 0);
         assert_eq!(f.storage.len(), 1);

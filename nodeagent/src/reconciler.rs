@@ -637,6 +637,19 @@ pub fn actual_view(node: &Node) -> Option<ActualView> {
     views().lock().ok()?.get(&node.data_dir).cloned()
 }
 
+/// The pools each node reported in the reconciler's last pass on `node` (nodes that reported
+/// none are left out).
+pub fn reported_pools(node: &Node) -> BTreeMap<String, Vec<PoolReport>> {
+    actual_view(node)
+        .map(|v| {
+            v.nodes
+                .into_iter()
+                .filter_map(|n| n.pools.map(|p| (n.name, p)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What one leader term of the reconciler remembers (never needed for correctness).
 struct Memory {
     term: u64,

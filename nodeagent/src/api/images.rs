@@ -165,18 +165,14 @@ async fn place_image(
     // Free space as the nodes' last reports to the reconciler say (fresher than gossip just
     // after a pool was added), else as gossiped.
     let reported: std::collections::BTreeMap<String, Option<u64>> =
-        crate::reconciler::actual_view(node)
-            .map(|v| {
-                v.nodes
-                    .into_iter()
-                    .filter_map(|n| {
-                        let p = n.pools?.into_iter().find(|p| p.name == pool)?;
-                        let free = p.error.is_none().then(|| p.total.saturating_sub(p.used));
-                        Some((n.name, free))
-                    })
-                    .collect()
+        crate::reconciler::reported_pools(node)
+            .into_iter()
+            .filter_map(|(n, pools)| {
+                let p = pools.into_iter().find(|p| p.name == pool)?;
+                let free = p.error.is_none().then(|| p.total.saturating_sub(p.used));
+                Some((n, free))
             })
-            .unwrap_or_default();
+            .collect();
     let gossip = node.gossip_nodes().await;
     crate::scheduler::candidates(state, &gossip, None)
         .into_iter()

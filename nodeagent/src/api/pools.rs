@@ -3,7 +3,6 @@
 //! rules are `skiff_cluster::state::pools`'s; the nodes open their pools when the reconciler
 //! hands them over (within a pass or two), and the list shows each node's answer.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -32,15 +31,7 @@ pub(super) fn routes() -> Router<Arc<Node>> {
 
 /// Every pool, with the nodes' last reports.
 fn views(node: &Node, state: &ClusterState) -> Vec<PoolView> {
-    let reports: BTreeMap<String, Vec<_>> = crate::reconciler::actual_view(node)
-        .map(|v| {
-            v.nodes
-                .into_iter()
-                .filter_map(|n| n.pools.map(|p| (n.name, p)))
-                .collect()
-        })
-        .unwrap_or_default();
-    PoolView::all(state, &reports)
+    PoolView::all(state, &crate::reconciler::reported_pools(node))
 }
 
 fn view_of(node: &Node, name: &str) -> Result<PoolView, Failure> {

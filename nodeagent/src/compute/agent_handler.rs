@@ -279,16 +279,10 @@ impl AgentHandler {
                 whole_pool: true,
                 at,
                 ..
-            } => match images.as_ref().map(|p| p.zfs_backup(&pool, op, at)) {
-                Some(Ok(log)) => AgentReply::Done { log, domain: None },
-                Some(Err(e)) => {
-                    AgentReply::error(AgentErrorCode::Hypervisor, format!("node {node}: {e}"))
-                }
-                None => AgentReply::error(
-                    AgentErrorCode::Hypervisor,
-                    format!("node {node} has no image pool"),
-                ),
-            },
+            } => pools_work(&node, &images, |p| {
+                p.zfs_backup(&pool, op, at)
+                    .map_err(|e| format!("node {node}: {e}"))
+            }),
             AgentRequest::Backup {
                 id,
                 files,
@@ -358,19 +352,26 @@ fn pool_work(
     pool: &str,
     work: impl FnOnce(&crate::storage::images::ImageStore) -> Result<Vec<String>, String>,
 ) -> AgentReply {
-    let store = match images.as_ref().map(|p| p.get(pool)) {
-        Some(Ok(store)) => store,
-        Some(Err(e)) => {
-            return AgentReply::error(AgentErrorCode::Hypervisor, format!("node {node}: {e}"))
-        }
-        None => {
-            return AgentReply::error(
-                AgentErrorCode::Hypervisor,
-                format!("node {node} has no image pool"),
-            )
-        }
+    pools_work(node, images, |p| {
+        let store = p.get(pool).map_err(|e| format!("node {node}: {e}"))?;
+        work(&store)
+    })
+}
+
+/// Carries out `work` with the node's pools: its log, or why it failed (a node without pools
+/// says so).
+fn pools_work(
+    node: &str,
+    images: &Option<crate::storage::pools::Pools>,
+    work: impl FnOnce(&crate::storage::pools::Pools) -> Result<Vec<String>, String>,
+) -> AgentReply {
+    let Some(pools) = images else {
+        return AgentReply::error(
+            AgentErrorCode::Hypervisor,
+            format!("node {node} has no image pool"),
+        );
     };
-    match work(&store) {
+    match work(pools) {
         Ok(log) => AgentReply::Done { log, domain: None },
         Err(e) => AgentReply::error(AgentErrorCode::Hypervisor, e),
     }
