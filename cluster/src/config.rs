@@ -182,6 +182,9 @@ pub struct ComputeSettings {
     pub accelerator: Accelerator,
     pub hypervisor: HypervisorKind,
     pub libvirt_uri: String,
+    /// The hypervisor helper binary `skiff-hv` (libvirt runs in it, not in `skiffd`); default:
+    /// next to `skiffd`, else on `PATH`.
+    pub helper: Option<std::path::PathBuf>,
 }
 
 impl Default for ComputeSettings {
@@ -191,6 +194,7 @@ impl Default for ComputeSettings {
             accelerator: Accelerator::Auto,
             hypervisor: HypervisorKind::Auto,
             libvirt_uri: "qemu:///system".into(),
+            helper: None,
         }
     }
 }

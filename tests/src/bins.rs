@@ -1,4 +1,4 @@
-//! Paths of the workspace's binaries (`skiffd`, `skiff`), built by `cargo build --workspace`.
+//! Paths of the workspace's binaries (`skiffd`, its helper `skiff-hv`, `skiff`), built by `cargo build --workspace`.
 
 use std::path::PathBuf;
 

@@ -259,3 +259,34 @@ fn real_guest_lifecycle() {
     assert_eq!(power(&h, &name), None);
     assert!(!log.exists(), "the console log goes with the domain");
 }
+
+/// The agent never links libvirt: it runs in the helper `skiff-hv` (docs/design/compute.md, "The
+/// hypervisor helper"). Read from the binaries' dynamic sections (`DT_NEEDED`), as the loader
+/// sees them.
+#[test]
+fn skiffd_does_not_link_libvirt() {
+    let needed = |bin: &str| -> String {
+        let out = Command::new("readelf")
+            .arg("-d")
+            .arg(skiff_tests::bins::path(bin))
+            .output()
+            .expect("readelf (binutils) runs");
+        assert!(out.status.success(), "readelf -d {bin} failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("(NEEDED)"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let skiffd = needed("skiffd");
+    assert!(!skiffd.is_empty(), "skiffd has no NEEDED entries at all?");
+    assert!(
+        !skiffd.contains("libvirt"),
+        "skiffd links libvirt; it must go through skiff-hv:\n{skiffd}"
+    );
+    let helper = needed("skiff-hv");
+    assert!(
+        helper.contains("libvirt.so"),
+        "skiff-hv is where libvirt is linked:\n{helper}"
+    );
+}

@@ -2,41 +2,29 @@
 //! events ([`super::libvirt_events`]) become `Changed` hints to the leader (ALPN
 //! `skiff-agent/1`), which reconciles right away instead of at its next pass.
 //!
-//! Hints are coalesced: one is in flight at a time, and every event that arrives meanwhile makes
-//! one more hint after it. A hint that fails is logged at debug level only: the leader's periodic
-//! pass ([`crate::reconciler::PASS_INTERVAL`]) stays the fallback, as it is when events cannot be
-//! had at all (no libvirtd, a driver without events): said once, then polling alone.
+//! The events are listened to in the hypervisor helper (`skiff-hv serve`, [`super::helper`]),
+//! which forwards them. Hints are coalesced: one is in flight at a time, and every event that
+//! arrives meanwhile makes one more hint after it. A hint that fails is logged at debug level
+//! only: the leader's periodic pass ([`crate::reconciler::PASS_INTERVAL`]) stays the fallback, as
+//! it is when events cannot be had at all (a driver without events: the helper says so once in
+//! the log, then polling alone).
 
 use std::sync::{Arc, Weak};
 
 use skiff_cluster::agentproto::{AgentReply, AgentRequest};
 use skiff_cluster::transport::ALPN_AGENT;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::libvirt_events::{LibvirtEvents, LifecycleEvent};
+use super::libvirt_events::LifecycleEvent;
 use crate::agent::Node;
 
-/// Listens to the lifecycle events of libvirt at `uri` and hints the leader on each, until the
-/// node shuts down.
-pub async fn run(node: Weak<Node>, uri: String) {
+/// Hints the leader on each lifecycle event of `rx` (the hypervisor helper's, see
+/// [`super::helper`]), until the node shuts down.
+pub async fn run(node: Weak<Node>, mut rx: UnboundedReceiver<LifecycleEvent>) {
     let Some(mut stop) = node.upgrade().map(|n| n.shutdown_signal()) else {
         return;
     };
-    let u = uri.clone();
-    let (events, mut rx) = match tokio::task::spawn_blocking(move || LibvirtEvents::start(&u)).await
-    {
-        Ok(Ok(started)) => started,
-        Ok(Err(e)) => {
-            warn!(%uri, error = %e, "no libvirt lifecycle events: the leader notices changes at its next pass");
-            return;
-        }
-        Err(e) => {
-            warn!(%uri, error = %e, "starting the libvirt event listener failed: the leader notices changes at its next pass");
-            return;
-        }
-    };
-    debug!(%uri, "listening to libvirt lifecycle events");
     loop {
         let latest = tokio::select! {
             _ = stop.changed() => break,
@@ -48,7 +36,6 @@ pub async fn run(node: Weak<Node>, uri: String) {
         let Some(n) = node.upgrade() else { break };
         hint(&n, &latest.domain).await;
     }
-    let _ = tokio::task::spawn_blocking(move || events.stop()).await;
 }
 
 /// Waits for an event, then takes every one already queued (a burst); answers the last one, or

@@ -133,7 +133,7 @@ impl FakeHypervisor {
                 return Err(HypervisorError::InvalidState {
                     name: name.to_string(),
                     power: d.power,
-                    op,
+                    op: op.into(),
                 });
             }
             d.power = to;
@@ -370,7 +370,7 @@ impl Hypervisor for FakeHypervisor {
                 return Err(HypervisorError::InvalidState {
                     name: name.to_string(),
                     power: d.power,
-                    op: "attach to the console of",
+                    op: "attach to the console of".into(),
                 });
             }
             Ok(())
@@ -416,7 +416,7 @@ impl Hypervisor for FakeHypervisor {
                 return Err(HypervisorError::InvalidState {
                     name: name.to_string(),
                     power: d.power,
-                    op: "undefine",
+                    op: "undefine".into(),
                 });
             }
             i.domains.remove(name);
@@ -483,7 +483,7 @@ mod tests {
         h.start("a").unwrap();
         assert!(matches!(
             h.start("a"),
-            Err(HypervisorError::InvalidState { op: "start", .. })
+            Err(HypervisorError::InvalidState { op, .. }) if op == "start"
         ));
         h.suspend("a").unwrap();
         assert_eq!(power(&h, "a"), Some(Paused));

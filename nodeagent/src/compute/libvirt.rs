@@ -156,7 +156,7 @@ impl LibvirtHypervisor {
             return Err(HypervisorError::InvalidState {
                 name: name.into(),
                 power,
-                op,
+                op: op.into(),
             });
         }
         act(&dom).map_err(|e| map_err(name, op, Some(&dom), e))
@@ -352,7 +352,7 @@ fn map_err(name: &str, op: &'static str, dom: Option<&Domain>, e: VirtError) -> 
             Some(Ok(power)) => HypervisorError::InvalidState {
                 name: name.into(),
                 power,
-                op,
+                op: op.into(),
             },
             _ => HypervisorError::Failed(format!("cannot {op} domain {name:?}: {e}")),
         },
@@ -408,7 +408,7 @@ impl Hypervisor for LibvirtHypervisor {
             return Err(HypervisorError::InvalidState {
                 name: name.into(),
                 power,
-                op,
+                op: op.into(),
             });
         }
         let stream = virt::stream::Stream::new(&self.conn, virt::sys::VIR_STREAM_NONBLOCK)
@@ -506,7 +506,7 @@ impl Hypervisor for LibvirtHypervisor {
             return Err(HypervisorError::InvalidState {
                 name: name.into(),
                 power,
-                op,
+                op: op.into(),
             });
         }
         // The hypervisor's default method: ACPI power button for QEMU guests without an agent.
@@ -547,7 +547,7 @@ impl Hypervisor for LibvirtHypervisor {
             (Shutoff, _) => Err(HypervisorError::InvalidState {
                 name: name.into(),
                 power,
-                op: "destroy",
+                op: "destroy".into(),
             }),
             // Stopped after a crash already: nothing left to power off.
             (Crashed, false) => Ok(()),
@@ -580,7 +580,7 @@ impl Hypervisor for LibvirtHypervisor {
             return Err(HypervisorError::InvalidState {
                 name: name.into(),
                 power,
-                op: "undefine",
+                op: "undefine".into(),
             });
         }
         dom.undefine_flags(

@@ -30,7 +30,7 @@ use virt::connect::Connect;
 use virt::sys;
 
 /// What happened to a domain (libvirt's `virDomainEventType`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LifecycleKind {
     Defined,
     Undefined,
@@ -67,7 +67,7 @@ impl LifecycleKind {
 }
 
 /// One lifecycle event of one domain.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LifecycleEvent {
     /// The domain's name.
     pub domain: String,

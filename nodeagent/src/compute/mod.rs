@@ -1,9 +1,11 @@
 //! Compute: what a node does with the servers placed on it. [`Hypervisor`] is the contract the
 //! hypervisor backends implement: [`libvirt::LibvirtHypervisor`] (domain XML from
-//! [`domain_xml`]) and the in-memory [`fake::FakeHypervisor`]; [`disks`] makes the servers' disk
-//! images in the node-local pool; [`agent_handler`] serves the leader's `skiff-agent/1` requests
-//! against them. With libvirt, [`changes`] turns domain lifecycle events ([`libvirt_events`], the
-//! crate's one FFI module) into `Changed` hints, so the leader reconciles at once.
+//! [`domain_xml`]) and the in-memory [`fake::FakeHypervisor`]. `skiffd` never links libvirt in:
+//! it drives libvirt through [`helper`], a child process `skiff-hv` that runs
+//! `LibvirtHypervisor`. [`disks`] makes the servers' disk images in the node's pools;
+//! [`agent_handler`] serves the leader's `skiff-agent/1` requests against them. With libvirt,
+//! [`changes`] turns domain lifecycle events ([`libvirt_events`], the crate's one FFI module, run
+//! in the helper) into `Changed` hints, so the leader reconciles at once.
 //!
 //! Architecture invariant: every `Hypervisor` method may block (libvirt calls do): call them from
 //! `tokio::task::spawn_blocking`, never on the async runtime.
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use skiff_cluster::agentproto::DomainPower;
 use skiff_cluster::config::HypervisorKind;
 use skiff_cluster::state::servers::{BootDevice, DiskSpec, NicSpec};
@@ -27,6 +30,7 @@ pub mod disks;
 pub mod domain_xml;
 pub mod fake;
 pub mod figures;
+pub mod helper;
 pub mod libvirt;
 /// The crate's one FFI module: libvirt's domain event API has no safe wrapper in `virt`.
 #[allow(unsafe_code)]
@@ -38,7 +42,7 @@ pub const GOSSIP_HYPERVISOR: &str = "hypervisor";
 
 /// What a domain is made of: the typed input of [`Hypervisor::define`] (backends generate their
 /// configuration from it, never from user text).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainSpec {
     pub name: String,
     pub memory_mib: u64,
@@ -59,7 +63,7 @@ pub struct DomainSpec {
 }
 
 /// Direct kernel boot: the hypervisor loads the kernel and initrd itself, no bootloader.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectBoot {
     pub kernel: PathBuf,
     pub initrd: Option<PathBuf>,
@@ -86,7 +90,7 @@ impl DomainSpec {
 }
 
 /// One domain as the hypervisor lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainInfo {
     pub name: String,
     pub power: DomainPower,
@@ -97,7 +101,7 @@ pub struct DomainInfo {
 
 /// Cumulative counters of one running domain, as the hypervisor keeps them (rates come from two
 /// samples: [`figures`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainStats {
     pub name: String,
     /// CPU time used since the domain started, all vCPUs (ns).
@@ -144,7 +148,7 @@ pub struct ConsoleSession {
 }
 
 /// How a graceful shutdown ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShutdownOutcome {
     /// The guest shut down by itself.
     Graceful,
@@ -153,7 +157,7 @@ pub enum ShutdownOutcome {
 }
 
 /// A hypervisor failure.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum HypervisorError {
     /// No domain has this name.
     #[error("no domain named {0:?}")]
@@ -163,7 +167,7 @@ pub enum HypervisorError {
     InvalidState {
         name: String,
         power: DomainPower,
-        op: &'static str,
+        op: String,
     },
     /// The hypervisor itself failed.
     #[error("hypervisor failure: {0}")]
@@ -250,22 +254,40 @@ async fn publish_servers(
     }
 }
 
-/// The hypervisor a compute node drives, as `[compute]` asks: libvirt (with the node's pools for
-/// disks), or the in-memory fake. `auto` takes libvirt when it answers and says loudly when it
-/// falls back to the fake.
-fn pick_hypervisor(node: &Node) -> (Arc<dyn Hypervisor>, Option<disks::DiskProvisioner>) {
+/// What [`pick_hypervisor`] chose: the hypervisor, the disk provisioner (libvirt), and the
+/// domain lifecycle events (libvirt, through its helper).
+type Picked = (
+    Arc<dyn Hypervisor>,
+    Option<disks::DiskProvisioner>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<libvirt_events::LifecycleEvent>>,
+);
+
+/// The hypervisor a compute node drives, as `[compute]` asks: libvirt through its helper process
+/// `skiff-hv` (with the node's pools for disks; see [`helper`]), or the in-memory fake. `auto`
+/// takes libvirt when it answers and says loudly when it falls back to the fake.
+fn pick_hypervisor(node: &Node) -> Picked {
     let c = &node.config.compute;
-    let libvirt = || -> anyhow::Result<(Arc<dyn Hypervisor>, disks::DiskProvisioner)> {
-        let h = libvirt::LibvirtHypervisor::connect(
-            &c.libvirt_uri,
-            c.accelerator,
-            &node.data_dir.join("console"),
-        )?;
+    let libvirt = || -> anyhow::Result<Picked> {
         // qemu runs as its own user: it must reach the local pool through the data dir.
         crate::storage::pools::traversable(&node.data_dir)?;
-        Ok((Arc::new(h), disks::DiskProvisioner::new(node.pools.clone())))
+        let spawner = helper::client::ProcessSpawner {
+            program: helper::client::helper_program(c.helper.as_deref()),
+            args: helper::HelperArgs {
+                uri: c.libvirt_uri.clone(),
+                accelerator: c.accelerator,
+                log_dir: node.data_dir.join("console"),
+            },
+        };
+        let h = helper::client::HelperHypervisor::start(Box::new(spawner))
+            .map_err(anyhow::Error::msg)?;
+        let events = h.take_events();
+        Ok((
+            Arc::new(h),
+            Some(disks::DiskProvisioner::new(node.pools.clone())),
+            events,
+        ))
     };
-    let fake = |why: &str| -> (Arc<dyn Hypervisor>, Option<disks::DiskProvisioner>) {
+    let fake = |why: &str| -> Picked {
         warn!(
             node = %node.name,
             "using the in-memory FakeHypervisor ({why}): servers are simulated, nothing runs, \
@@ -273,14 +295,14 @@ fn pick_hypervisor(node: &Node) -> (Arc<dyn Hypervisor>, Option<disks::DiskProvi
         );
         let fake = Arc::new(fake::FakeHypervisor::new());
         fake::register(&node.data_dir, fake.clone());
-        (fake, None)
+        (fake, None, None)
     };
     match c.hypervisor {
         HypervisorKind::Fake => fake("[compute] hypervisor = \"fake\""),
         HypervisorKind::Libvirt | HypervisorKind::Auto => match libvirt() {
-            Ok((h, d)) => {
+            Ok(picked) => {
                 info!(node = %node.name, uri = %c.libvirt_uri, "compute through libvirt");
-                (h, Some(d))
+                picked
             }
             Err(e) if c.hypervisor == HypervisorKind::Auto => fake(&format!(
                 "libvirt at {} is not usable: {e:#}",
@@ -289,7 +311,7 @@ fn pick_hypervisor(node: &Node) -> (Arc<dyn Hypervisor>, Option<disks::DiskProvi
             Err(e) => {
                 // Asked for libvirt explicitly: run no servers rather than pretend.
                 error!(node = %node.name, error = %format!("{e:#}"), "libvirt is not usable: this node runs no servers");
-                (Arc::new(Unavailable(format!("{e:#}"))), None)
+                (Arc::new(Unavailable(format!("{e:#}"))), None, None)
             }
         },
     }
@@ -339,17 +361,17 @@ impl Hypervisor for Unavailable {
 /// async runtime: connecting to libvirt blocks), publishes its kind in gossip and serves
 /// `skiff-agent/1`.
 pub async fn start(node: &Arc<Node>) {
-    let (hypervisor, disks) = if node.config.compute.enabled {
+    let (hypervisor, disks, events) = if node.config.compute.enabled {
         let n = node.clone();
         match tokio::task::spawn_blocking(move || pick_hypervisor(&n)).await {
-            Ok((h, d)) => (Some(h), d),
+            Ok((h, d, ev)) => (Some(h), d, ev),
             Err(e) => {
                 error!(error = %e, "choosing the hypervisor failed: this node runs no servers");
-                (None, None)
+                (None, None, None)
             }
         }
     } else {
-        (None, None)
+        (None, None, None)
     };
     let sampler = Arc::new(figures::Sampler::new());
     if let Some(h) = &hypervisor {
@@ -359,11 +381,8 @@ pub async fn start(node: &Arc<Node>) {
             sampler.clone(),
         ));
         tokio::spawn(crate::fencing::run(Arc::downgrade(node), h.clone()));
-        if h.kind() == "libvirt" {
-            tokio::spawn(changes::run(
-                Arc::downgrade(node),
-                node.config.compute.libvirt_uri.clone(),
-            ));
+        if let Some(events) = events {
+            tokio::spawn(changes::run(Arc::downgrade(node), events));
         }
     }
     let mut handler = agent_handler::AgentHandler::new(node.name.clone(), hypervisor.clone())
