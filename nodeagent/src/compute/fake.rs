@@ -447,10 +447,11 @@ pub fn for_data_dir(data_dir: &Path) -> Option<Arc<FakeHypervisor>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec(name: &str, generation: u64) -> DomainSpec {
+    /// A small domain spec (tests of other modules use it too).
+    pub(crate) fn spec(name: &str, generation: u64) -> DomainSpec {
         DomainSpec {
             name: name.into(),
             memory_mib: 256,

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tracing::{info, warn};
 
-use super::{read_line, write_line, Answer, Call, HelperArgs, Request, ToAgent, HELPER_BIN};
+use super::{pump, read_line, write_line, Answer, Call, HelperArgs, Request, ToAgent, HELPER_BIN};
 use crate::compute::libvirt_events::LifecycleEvent;
 use crate::compute::{
     ConsoleSession, DomainInfo, DomainSpec, DomainStats, Hypervisor, HypervisorError,
-    ShutdownOutcome, CONSOLE_CHUNK, CONSOLE_QUEUE,
+    ShutdownOutcome, CONSOLE_QUEUE,
 };
 
 /// A helper that exited is started again at most this often.
@@ -443,17 +443,7 @@ impl Hypervisor for HelperHypervisor {
         let spawned = std::thread::Builder::new()
             .name(format!("console-out-{name}"))
             .spawn(move || {
-                let mut buf = vec![0u8; CONSOLE_CHUNK];
-                loop {
-                    match reader.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if output_tx.blocking_send(buf[..n].to_vec()).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
+                pump(reader, &output_tx);
                 if let Some(mut c) = child {
                     let _ = c.kill();
                     let _ = c.wait();
@@ -579,17 +569,9 @@ mod tests {
 
     fn spec(name: &str) -> DomainSpec {
         DomainSpec {
-            name: name.into(),
-            memory_mib: 256,
-            vcpus: 1,
-            disks: Vec::new(),
-            nics: Vec::new(),
-            boot_order: Vec::new(),
-            iso: None,
-            generation: 3,
             ha: true,
             disk_paths: vec![PathBuf::from("/pools/local/web-disk0.qcow2")],
-            direct_boot: None,
+            ..crate::compute::fake::tests::spec(name, 3)
         }
     }
 

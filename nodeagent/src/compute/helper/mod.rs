@@ -123,6 +123,22 @@ impl HelperArgs {
     }
 }
 
+/// Moves what `from` reads, in chunks of at most [`CONSOLE_CHUNK`](crate::compute::CONSOLE_CHUNK)
+/// bytes, into `to`, until `from` ends or fails or `to` is closed (a console's bytes, both ways).
+pub fn pump(mut from: impl std::io::Read, to: &tokio::sync::mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0u8; crate::compute::CONSOLE_CHUNK];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.blocking_send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Writes `msg` as one line and flushes.
 pub fn write_line<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;

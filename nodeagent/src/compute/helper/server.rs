@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::warn;
 
-use super::{read_line, write_line, Answer, Call, Request, ToAgent};
+use super::{pump, read_line, write_line, Answer, Call, Request, ToAgent};
 use crate::compute::libvirt_events::LifecycleEvent;
-use crate::compute::{Hypervisor, HypervisorError, CONSOLE_CHUNK};
+use crate::compute::{Hypervisor, HypervisorError};
 
 type Output = Arc<Mutex<Box<dyn Write + Send>>>;
 
@@ -102,7 +102,7 @@ pub fn serve(
 pub fn console(
     h: &dyn Hypervisor,
     name: &str,
-    mut input: impl Read + Send + 'static,
+    input: impl Read + Send + 'static,
     mut output: impl Write,
 ) -> std::io::Result<()> {
     let session = match h.open_console(name) {
@@ -113,20 +113,8 @@ pub fn console(
     let typed = session.input;
     std::thread::Builder::new()
         .name("hv-console-in".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; CONSOLE_CHUNK];
-            loop {
-                match input.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if typed.blocking_send(buf[..n].to_vec()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            // Dropping `typed` detaches: the console's output ends, and so does this helper.
-        })?;
+        // When `typed` is dropped, the console detaches: its output ends, and so does this helper.
+        .spawn(move || pump(input, &typed))?;
     let mut from_guest = session.output;
     while let Some(bytes) = from_guest.blocking_recv() {
         output.write_all(&bytes)?;
