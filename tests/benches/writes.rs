@@ -1,10 +1,16 @@
 //! Write benchmark: acknowledged creates through Skiff's HTTPS API on a 3-voter loopback cluster,
 //! against etcd (3 members on loopback) doing puts of the same size, in the same run.
 //!
-//! - *skiff*: an in-process 3-voter cluster (`TestCluster`, real QUIC + mutual TLS between the
-//!   nodes, every node's Raft log in its own redb file, fsync on every commit). Each write is
-//!   `POST /api/v1/users` with the admin credential (mutual TLS, HTTP/2, one connection), acknowledged
-//!   once the create is committed by a quorum and applied: the same path as `skiff user add`.
+//! - *skiff*: 3 release `skiffd` processes on 127.0.0.1 (`SKIFFD` names the binary; default
+//!   `skiffd` next to this benchmark's target directory), built as an operator would: `skiffd init`,
+//!   join tokens from the API, `skiffd join --admin-eligible`, `POST /api/v1/nodes/promote`; every
+//!   node's `[compute] hypervisor = "fake"` (no libvirt). Real QUIC + mutual TLS between the nodes,
+//!   every node's Raft log synced (`fdatasync`) before it acknowledges an append. Each write is
+//!   `POST /api/v1/users` with the admin credential (mutual TLS, HTTP/2, one connection),
+//!   acknowledged once the create is committed by a quorum and applied: the same path as
+//!   `skiff user add`. The benchmark process runs only the clients, as for etcd.
+//!   `SKIFF_BENCH_SKIFF=inprocess` runs the old variant instead (the 3 nodes in the benchmark's own
+//!   process and tokio runtime, `TestCluster`); `SKIFF_BENCH_SKIFF=both` measures both each round.
 //! - *etcd*: 3 `etcd` processes (Debian `etcd-server`; `SKIFF_BENCH_ETCD` names the binary), data
 //!   directories on the same file system, default durability (WAL fsync). Each write is a native
 //!   gRPC `KV/Put` (HTTP/2 without TLS, one connection) to the leader, whose key and value together
@@ -17,8 +23,12 @@
 //!
 //! Run: `cargo bench -p skiff-tests --bench writes` or `scripts/bench-writes`. Environment:
 //! `SKIFF_BENCH_WRITES` (default 3000), `SKIFF_BENCH_CLIENTS` (default 32), `SKIFF_BENCH_ROUNDS`
-//! (default 3), `SKIFF_BENCH_ETCD` (default `etcd`), `SKIFF_BENCH_KEEP=1` (keep etcd's data).
+//! (default 3), `SKIFF_BENCH_ETCD` (default `etcd`), `SKIFF_BENCH_SKIFF` (`processes`, the
+//! default, `inprocess` or `both`), `SKIFFD`, `SKIFF_BENCH_KEEP=1` (keep the data dirs and logs),
+//! `SKIFF_BENCH_DUMP=DIR` (each measured batch's writes as CSV, `start_ms,latency_ms`, to see
+//! whether slow writes come together).
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,11 +37,24 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use skiff_cluster::api::client::ApiClient;
 use skiff_cluster::api::users::AddUserRequest;
+use skiff_cluster::config::{HypervisorKind, NodeConfig};
+use skiff_cluster::credential::Credential;
 use skiff_cluster::state::users::{Quotas, UserRole};
 use skiff_tests::bench::{env_num, init_logging};
 use skiff_tests::inprocess::{free_port, ClusterSpec, TestCluster};
 
 const WARMUP: usize = 200;
+
+/// How the Skiff side runs (`SKIFF_BENCH_SKIFF`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SkiffMode {
+    /// 3 `skiffd` processes (the default).
+    Processes,
+    /// 3 nodes inside the benchmark process, on its runtime (`TestCluster`).
+    InProcess,
+    /// Both, measured one after the other in every round.
+    Both,
+}
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -39,7 +62,19 @@ struct Config {
     clients: usize,
     rounds: usize,
     etcd: String,
+    skiff: SkiffMode,
+    skiffd: PathBuf,
     keep: bool,
+}
+
+/// `skiffd` next to the target directory this benchmark was built in (`target/release/deps/x`
+/// -> `target/release/skiffd`).
+fn default_skiffd() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("skiffd"))
+        .unwrap_or_else(|| PathBuf::from("skiffd"))
 }
 
 impl Config {
@@ -49,6 +84,17 @@ impl Config {
             clients: env_num("SKIFF_BENCH_CLIENTS", 32)?,
             rounds: env_num("SKIFF_BENCH_ROUNDS", 3)?,
             etcd: std::env::var("SKIFF_BENCH_ETCD").unwrap_or_else(|_| "etcd".into()),
+            skiff: match std::env::var("SKIFF_BENCH_SKIFF").as_deref() {
+                Err(_) | Ok("") | Ok("processes") => SkiffMode::Processes,
+                Ok("inprocess") => SkiffMode::InProcess,
+                Ok("both") => SkiffMode::Both,
+                Ok(other) => {
+                    bail!("SKIFF_BENCH_SKIFF={other:?}: expected processes, inprocess or both")
+                }
+            },
+            skiffd: std::env::var_os("SKIFFD")
+                .map(PathBuf::from)
+                .unwrap_or_else(default_skiffd),
             keep: std::env::var("SKIFF_BENCH_KEEP").as_deref() == Ok("1"),
         };
         if c.writes == 0 || c.clients == 0 || c.rounds == 0 {
@@ -94,15 +140,30 @@ where
                 }
                 let t = Instant::now();
                 one(i).await?;
-                lat.push(t.elapsed());
+                lat.push((t - start, t.elapsed()));
             }
         }));
     }
-    let mut all = Vec::with_capacity(writes);
+    let mut timed = Vec::with_capacity(writes);
     for t in tasks {
-        all.extend(t.await??);
+        timed.extend(t.await??);
     }
     let wall = start.elapsed();
+    if let Ok(dir) = std::env::var("SKIFF_BENCH_DUMP") {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let path = format!("{dir}/drive-{}.csv", SEQ.fetch_add(1, Ordering::Relaxed));
+        let mut text = String::from("start_ms,latency_ms\n");
+        timed.sort_unstable();
+        for (at, lat) in &timed {
+            text.push_str(&format!(
+                "{:.3},{:.3}\n",
+                at.as_secs_f64() * 1000.0,
+                lat.as_secs_f64() * 1000.0
+            ));
+        }
+        std::fs::write(&path, text)?;
+    }
+    let mut all: Vec<Duration> = timed.iter().map(|(_, l)| *l).collect();
     all.sort_unstable();
     Ok(Figures {
         per_sec: writes as f64 / wall.as_secs_f64(),
@@ -149,6 +210,174 @@ async fn skiff_round(
         }
     })
     .await
+}
+
+/// A 3-voter cluster of `skiffd` processes on 127.0.0.1; killed (and its directory removed
+/// unless `keep`) when dropped, also when the benchmark fails half-way.
+struct SkiffProcesses {
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+    keep: bool,
+    cred: Credential,
+}
+
+impl Drop for SkiffProcesses {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.keep {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            eprintln!("kept {}", dir.keep().display());
+        }
+    }
+}
+
+/// Runs `skiffd ARGS` to completion (init, join), appending its output to `log`.
+async fn skiffd_once(skiffd: &Path, args: Vec<String>, log: PathBuf) -> Result<()> {
+    let skiffd = skiffd.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(&skiffd)
+            .arg("--log")
+            .arg("warn")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", skiffd.display()))?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        if !out.status.success() {
+            bail!("skiffd {args:?} failed ({}): {text}", out.status);
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// `[compute] hypervisor = "fake"` in the node's `node.toml`: libvirt stays out of the benchmark.
+fn use_fake_hypervisor(data_dir: &Path) -> Result<()> {
+    let path = data_dir.join("node.toml");
+    let mut cfg = NodeConfig::load(&path).with_context(|| format!("{}", path.display()))?;
+    cfg.compute.hypervisor = HypervisorKind::Fake;
+    std::fs::write(&path, cfg.to_toml())?;
+    Ok(())
+}
+
+/// Polls `cond` every 100 ms until it holds, failing after `limit`.
+async fn wait_for<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+impl SkiffProcesses {
+    /// Builds the cluster as an operator would (see `scripts/bench-failover`): `skiffd init` of
+    /// node a, join tokens from its API, `skiffd join --admin-eligible` of b and c, promotion of
+    /// b and c to voters; then waits until the 3 voters are alive.
+    async fn start(cfg: &Config) -> Result<Self> {
+        let dir = tempfile::tempdir().context("tempdir")?;
+        let names = ["a", "b", "c"];
+        let addrs: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let data = |i: usize| dir.path().join(names[i]);
+        let log = |i: usize| dir.path().join(format!("{}.log", names[i]));
+        skiffd_once(
+            &cfg.skiffd,
+            vec![
+                "init".into(),
+                "--data-dir".into(),
+                data(0).display().to_string(),
+                "--name".into(),
+                names[0].into(),
+                "--listen".into(),
+                addrs[0].clone(),
+            ],
+            log(0),
+        )
+        .await?;
+        let mut cred = Credential::load(&data(0).join("admin.credential"))?;
+        cred.endpoints = addrs.clone();
+        let logs: Vec<PathBuf> = (0..3).map(log).collect();
+        let datas: Vec<PathBuf> = (0..3).map(data).collect();
+        let mut procs = SkiffProcesses {
+            children: Vec::new(),
+            dir,
+            keep: cfg.keep,
+            cred,
+        };
+        let spawn = |procs: &mut SkiffProcesses, i: usize| -> Result<()> {
+            use_fake_hypervisor(&datas[i])?;
+            let out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&logs[i])?;
+            let child = Command::new(&cfg.skiffd)
+                .arg("--log")
+                .arg("warn")
+                .arg("run")
+                .arg("--data-dir")
+                .arg(&datas[i])
+                .stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .spawn()
+                .with_context(|| format!("cannot run {}", cfg.skiffd.display()))?;
+            procs.children.push(child);
+            Ok(())
+        };
+        spawn(&mut procs, 0)?;
+        let client = ApiClient::new(&procs.cred)?;
+        wait_for(Duration::from_secs(30), "node a to lead", || async {
+            matches!(client.cluster().await, Ok(c) if c.leader.as_deref() == Some("a"))
+        })
+        .await?;
+        for i in 1..3 {
+            let token = client.create_token(600).await?.token;
+            let args = vec![
+                "join".into(),
+                "--data-dir".into(),
+                datas[i].display().to_string(),
+                "--name".into(),
+                names[i].into(),
+                "--listen".into(),
+                addrs[i].clone(),
+                "--seed".into(),
+                addrs[0].clone(),
+                "--token".into(),
+                token,
+                "--admin-eligible".into(),
+            ];
+            skiffd_once(&cfg.skiffd, args, logs[i].clone()).await?;
+            spawn(&mut procs, i)?;
+        }
+        let voters = vec!["b".to_string(), "c".to_string()];
+        wait_for(Duration::from_secs(60), "promotion of b and c", || async {
+            client.promote(voters.clone(), false).await.is_ok()
+        })
+        .await?;
+        wait_for(Duration::from_secs(60), "3 alive voters", || async {
+            matches!(client.nodes().await,
+                Ok(n) if n.iter().filter(|n| n.voter && n.alive).count() == 3)
+        })
+        .await?;
+        Ok(procs)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,13 +580,32 @@ fn main() -> Result<()> {
         .block_on(run(cfg))
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 async fn run(cfg: Config) -> Result<()> {
     eprintln!(
-        "writes: {} per side and round, {} clients, {} rounds",
-        cfg.writes, cfg.clients, cfg.rounds
+        "writes: {} per side and round, {} clients, {} rounds, skiff {:?}",
+        cfg.writes, cfg.clients, cfg.rounds, cfg.skiff
     );
-    let cluster = TestCluster::start(ClusterSpec::new(3, 3)).await;
-    let client = Arc::new(cluster.client());
+    // The Skiff variants measured, each with its own client (same credential kind: the admin's).
+    let mut sides: Vec<(&str, Arc<ApiClient>)> = Vec::new();
+    let mut processes = None;
+    if matches!(cfg.skiff, SkiffMode::Processes | SkiffMode::Both) {
+        eprintln!("starting 3 skiffd processes ({})", cfg.skiffd.display());
+        let p = SkiffProcesses::start(&cfg).await?;
+        sides.push(("processes", Arc::new(ApiClient::new(&p.cred)?)));
+        processes = Some(p);
+    }
+    let mut inprocess = None;
+    if matches!(cfg.skiff, SkiffMode::InProcess | SkiffMode::Both) {
+        let cluster = TestCluster::start(ClusterSpec::new(3, 3)).await;
+        sides.push(("in-process", Arc::new(cluster.client())));
+        inprocess = Some(cluster);
+    }
     let etcd = start_etcd(&cfg).await?;
     let leader = etcd_leader(&etcd).await?;
     let http = reqwest::Client::builder()
@@ -366,41 +614,65 @@ async fn run(cfg: Config) -> Result<()> {
         .context("HTTP/2 client")?;
     let sample = serde_json::to_vec(&user_request("r0", 0))?.len();
     eprintln!("request body {sample} bytes; etcd leader {leader}; warming up");
-    skiff_round(&client, "warm", WARMUP, cfg.clients).await?;
+    // Separate clusters: the same names (hence the same request size as etcd's) serve every side.
+    for (_, client) in &sides {
+        skiff_round(client, "warm", WARMUP, cfg.clients).await?;
+    }
     etcd_round(&http, &leader, "warm", WARMUP, cfg.clients).await?;
 
     let mut rows = Vec::new();
     for round in 0..cfg.rounds {
         let prefix = format!("r{round}");
-        let (s, e) = if round % 2 == 0 {
-            let s = skiff_round(&client, &prefix, cfg.writes, cfg.clients).await?;
-            let e = etcd_round(&http, &leader, &prefix, cfg.writes, cfg.clients).await?;
-            (s, e)
-        } else {
-            let e = etcd_round(&http, &leader, &prefix, cfg.writes, cfg.clients).await?;
-            let s = skiff_round(&client, &prefix, cfg.writes, cfg.clients).await?;
-            (s, e)
+        let load = loadavg();
+        let skiff_first = round % 2 == 0;
+        let mut e = None;
+        if !skiff_first {
+            e = Some(etcd_round(&http, &leader, &prefix, cfg.writes, cfg.clients).await?);
+        }
+        let mut s = Vec::new();
+        for (name, client) in &sides {
+            s.push((
+                *name,
+                skiff_round(client, &prefix, cfg.writes, cfg.clients).await?,
+            ));
+        }
+        let e = match e {
+            Some(e) => e,
+            None => etcd_round(&http, &leader, &prefix, cfg.writes, cfg.clients).await?,
         };
-        eprintln!("round {round}: skiff {s:?}, etcd {e:?}");
-        rows.push((round, s, e));
+        for (name, s) in &s {
+            eprintln!("round {round} (load {load}): skiff {name} {s:?}, etcd {e:?}");
+        }
+        rows.push((round, load, s, e));
     }
     println!();
-    println!("| round | first | Skiff writes/s | p50 ms | p99 ms | etcd writes/s | p50 ms | p99 ms | Skiff/etcd |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (round, s, e) in &rows {
-        println!(
-            "| {round} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} |",
-            if round % 2 == 0 { "Skiff" } else { "etcd" },
-            s.per_sec,
-            s.p50_ms,
-            s.p99_ms,
-            e.per_sec,
-            e.p50_ms,
-            e.p99_ms,
-            s.per_sec / e.per_sec
-        );
+    println!("| round | load at start | first | Skiff | Skiff writes/s | p50 ms | p99 ms | etcd writes/s | p50 ms | p99 ms | Skiff/etcd | target (>= 0.5x, p99 <= 20 ms) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (round, load, s, e) in &rows {
+        for (name, s) in s {
+            let ratio = s.per_sec / e.per_sec;
+            let verdict = match (ratio >= 0.5, s.p99_ms <= 20.0) {
+                (true, true) => "met",
+                (true, false) => "throughput met, p99 not",
+                (false, true) => "p99 met, throughput not",
+                (false, false) => "not met",
+            };
+            println!(
+                "| {round} | {load} | {} | {name} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {ratio:.2} | {verdict} |",
+                if round % 2 == 0 { "Skiff" } else { "etcd" },
+                s.per_sec,
+                s.p50_ms,
+                s.p99_ms,
+                e.per_sec,
+                e.p50_ms,
+                e.p99_ms,
+            );
+        }
     }
     drop(etcd);
-    cluster.shutdown().await;
+    drop(processes);
+    if let Some(cluster) = inprocess {
+        cluster.shutdown().await;
+    }
     Ok(())
 }

@@ -9,9 +9,14 @@
 //!   it is newer than the snapshot and removed by the next snapshot.
 //!
 //! Every write runs on tokio's blocking pool. A log append is synced (`fdatasync`) before the log
-//! store calls openraft's `LogFlushed` callback. The vote, purges and snapshots are redb
-//! transactions with redb's default durability (fsync). The committed log id is a hint
-//! (Raft keeps it in memory) and commits without fsync: it reaches the disk with the next append.
+//! store calls openraft's `LogFlushed` callback. The vote and installed snapshots are redb
+//! transactions with redb's default durability (fsync), and so is a purge that rewrites the log
+//! file. The committed log id is a hint (Raft keeps it in memory) and commits without fsync: it
+//! reaches the disk with the next durable commit (redb commits in order). So do the last purged
+//! log id when the purge leaves the purged entries in the log file (most purges, see
+//! [`wal`](super::wal)) and a snapshot this node builds: the log file keeps every entry after the
+//! last durably recorded purge, so a crash that loses them leaves an older snapshot or purge
+//! record and the whole log after it.
 //!
 //! The state machine lives in memory: applying a batch does not write to disk. What is applied is
 //! durable anyway, because every applied entry is in the durable log. On start the state is the
@@ -426,10 +431,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let wal = self.wal.clone();
         let upto = log_id.index;
         blocking(move || {
-            // First the record (durable), then the file: after a crash in between, `open_store`
-            // drops the entries the record says are purged.
-            write_meta(&db, &[(KEY_LAST_PURGED, Some(&bytes))])?;
-            lock_wal(&wal).purge(upto)?;
+            let mut wal = lock_wal(&wal);
+            wal.forget(upto);
+            if wal.needs_compaction() {
+                // First the record (durable), then the file: after a crash in between,
+                // `open_store` drops the entries the record says are purged.
+                write_meta(&db, &[(KEY_LAST_PURGED, Some(&bytes))])?;
+                wal.compact()?;
+            } else {
+                // The purged entries stay in the file (see `wal`), so the record is a hint like
+                // the committed id: losing it in a crash only means the log starts at an older
+                // entry, still on disk and still valid (entries a snapshot holds may stay in the
+                // log). No fsync here: openraft's core waits for the purge, and every write with
+                // it.
+                write_meta_with(
+                    &db,
+                    &[(KEY_LAST_PURGED, Some(&bytes))],
+                    redb::Durability::None,
+                )?;
+            }
             Ok(())
         })
         .await
@@ -712,7 +732,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let (meta, data) = blocking(move || {
             let data = encode("snapshot data", &*state)?;
             let data_for_db = &data;
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            // Without fsync: a durable commit of 1.4 MB (5,000 users) took 25–35 ms here, and
+            // the log appends of every node waited behind it for the disk (the write benchmark's
+            // remaining tail, docs/benchmarks.md §6). It is safe because the log entries this
+            // snapshot holds stay in the log file until a durable commit, which makes this one
+            // durable too (redb commits in order): a purge only rewrites the log file after a
+            // durable commit of the purge record (`LogStore::purge`), and a start only drops the
+            // entries the stored purge record names. A crash that loses this snapshot leaves the
+            // previous one and the whole log after it, and the state is rebuilt from those.
+            txn.set_durability(redb::Durability::None);
             let meta;
             {
                 let mut table = txn.open_table(META)?;

@@ -143,6 +143,13 @@ pub async fn serve(node: Arc<Node>) {
                 continue;
             }
         };
+        // Without TCP_NODELAY, Nagle's algorithm holds a small TLS record (an HTTP/2 frame of
+        // one response) until the client acknowledges the previous one, and the client delays
+        // that ACK by up to 40 ms: every request in flight on the connection stalled for ~45 ms
+        // a few times per second under the write benchmark (docs/benchmarks.md §6).
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(peer = %remote, error = %e, "cannot set TCP_NODELAY on an API connection");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
