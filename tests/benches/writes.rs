@@ -212,16 +212,25 @@ async fn skiff_round(
     .await
 }
 
-/// A 3-voter cluster of `skiffd` processes on 127.0.0.1; killed (and its directory removed
+/// Child processes and their work directory: the processes are killed (and the directory removed
 /// unless `keep`) when dropped, also when the benchmark fails half-way.
-struct SkiffProcesses {
+struct Children {
     children: Vec<Child>,
     dir: tempfile::TempDir,
     keep: bool,
-    cred: Credential,
 }
 
-impl Drop for SkiffProcesses {
+impl Children {
+    fn new(dir: tempfile::TempDir, keep: bool) -> Self {
+        Children {
+            children: Vec::new(),
+            dir,
+            keep,
+        }
+    }
+}
+
+impl Drop for Children {
     fn drop(&mut self) {
         for c in &mut self.children {
             let _ = c.kill();
@@ -232,6 +241,12 @@ impl Drop for SkiffProcesses {
             eprintln!("kept {}", dir.keep().display());
         }
     }
+}
+
+/// A 3-voter cluster of `skiffd` processes on 127.0.0.1 (see [`Children`] for its end).
+struct SkiffProcesses {
+    procs: Children,
+    cred: Credential,
 }
 
 /// Runs `skiffd ARGS` to completion (init, join), appending its output to `log`.
@@ -316,9 +331,7 @@ impl SkiffProcesses {
         let logs: Vec<PathBuf> = (0..3).map(log).collect();
         let datas: Vec<PathBuf> = (0..3).map(data).collect();
         let mut procs = SkiffProcesses {
-            children: Vec::new(),
-            dir,
-            keep: cfg.keep,
+            procs: Children::new(dir, cfg.keep),
             cred,
         };
         let spawn = |procs: &mut SkiffProcesses, i: usize| -> Result<()> {
@@ -338,7 +351,7 @@ impl SkiffProcesses {
                 .stderr(out)
                 .spawn()
                 .with_context(|| format!("cannot run {}", cfg.skiffd.display()))?;
-            procs.children.push(child);
+            procs.procs.children.push(child);
             Ok(())
         };
         spawn(&mut procs, 0)?;
@@ -385,23 +398,8 @@ impl SkiffProcesses {
 // ---------------------------------------------------------------------------------------------
 
 struct Etcd {
-    children: Vec<Child>,
+    procs: Children,
     clients: Vec<String>,
-    dir: tempfile::TempDir,
-    keep: bool,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if self.keep {
-            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-            eprintln!("kept {}", dir.keep().display());
-        }
-    }
 }
 
 /// Starts 3 etcd members on 127.0.0.1, data under a temporary directory on the same file system
@@ -415,17 +413,15 @@ async fn start_etcd(cfg: &Config) -> Result<Etcd> {
         .collect::<Vec<_>>()
         .join(",");
     let mut etcd = Etcd {
-        children: Vec::new(),
+        procs: Children::new(dir, cfg.keep),
         clients: clients
             .iter()
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect(),
-        dir,
-        keep: cfg.keep,
     };
     for (i, peer) in peers.iter().enumerate() {
-        let data = etcd.dir.path().join(format!("e{i}"));
-        let log = std::fs::File::create(etcd.dir.path().join(format!("e{i}.log")))?;
+        let data = etcd.procs.dir.path().join(format!("e{i}"));
+        let log = std::fs::File::create(etcd.procs.dir.path().join(format!("e{i}.log")))?;
         let child = Command::new(&cfg.etcd)
             .arg("--name")
             .arg(format!("e{i}"))
@@ -453,7 +449,7 @@ async fn start_etcd(cfg: &Config) -> Result<Etcd> {
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot run {} (Debian package etcd-server)", cfg.etcd))?;
-        etcd.children.push(child);
+        etcd.procs.children.push(child);
     }
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -467,8 +463,8 @@ async fn start_etcd(cfg: &Config) -> Result<Etcd> {
                 break;
             }
             if Instant::now() > deadline {
-                let log =
-                    std::fs::read_to_string(etcd.dir.path().join("e0.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(etcd.procs.dir.path().join("e0.log"))
+                    .unwrap_or_default();
                 bail!("etcd at {url} did not become healthy in 30 s; e0.log:\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
