@@ -118,11 +118,11 @@ impl Link {
         lock(&self.pending).is_some()
     }
 
-    /// The helper is gone: every waiting call fails with `why`.
-    fn fail_all(&self, why: &str) {
+    /// The helper is gone: every waiting call fails so.
+    fn fail_all(&self) {
         if let Some(waiting) = lock(&self.pending).take() {
             for (_, w) in waiting {
-                let _ = w.send(Err(HypervisorError::Failed(why.to_string())));
+                let _ = w.send(Err(gone()));
             }
         }
     }
@@ -326,9 +326,7 @@ fn read_replies(link: &Link, mut reader: impl BufRead, events: &UnboundedSender<
             Err(e) => warn!(error = %e, "a line from the hypervisor helper that does not parse"),
         }
     };
-    link.fail_all(&format!(
-        "the hypervisor helper {HELPER_BIN} exited during the call"
-    ));
+    link.fail_all();
     let status = lock(&link.child).take().map(|mut c| c.wait());
     match status {
         Some(Ok(s)) => warn!(%s, reason = %why, "the hypervisor helper exited"),
