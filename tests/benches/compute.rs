@@ -3,7 +3,8 @@
 //!
 //! - *lifecycle*: per round, on each side, create-and-start a server with one disk that is a
 //!   linked clone of a 1 GiB master, then stop-and-remove it.
-//!   - agent: `AgentHandler` (the agent's real code path) over `LibvirtHypervisor` (TCG) and a
+//!   - agent: `AgentHandler` (the agent's real code path) over `LibvirtHypervisor` (TCG) in the
+//!     hypervisor helper process `skiff-hv` (`HelperHypervisor`, as in `skiffd`) and a
 //!     `DiskProvisioner`; create+start = `serve(Ensure { desired: Running })` until its reply (the
 //!     domain runs), stop+remove = `serve(Remove)` until its reply;
 //!   - raw: child processes, one after the other: create+start = `qemu-img create -f qcow2 -b
@@ -44,6 +45,8 @@ use skiff_cluster::state::ServerRecord;
 use skiff_nodeagent::compute::agent_handler::AgentHandler;
 use skiff_nodeagent::compute::disks::DiskProvisioner;
 use skiff_nodeagent::compute::domain_xml::{self, DomainType, DomainXmlOptions};
+use skiff_nodeagent::compute::helper::client::{helper_program, HelperHypervisor, ProcessSpawner};
+use skiff_nodeagent::compute::helper::HelperArgs;
 use skiff_nodeagent::compute::libvirt::LibvirtHypervisor;
 use skiff_nodeagent::compute::DomainSpec;
 use skiff_nodeagent::storage::images::ImageStore;
@@ -324,15 +327,28 @@ async fn lifecycle(
         .make_master(LIFECYCLE_MASTER)
         .context("making the master")?;
     let master_path = store.path(LIFECYCLE_MASTER)?;
-    let hypervisor = LibvirtHypervisor::connect(&cfg.uri, Accelerator::Tcg, &log_dir)
+    let direct = LibvirtHypervisor::connect(&cfg.uri, Accelerator::Tcg, &log_dir)
         .with_context(|| format!("connecting to libvirt at {}", cfg.uri))?;
-    if hypervisor.domain_type() != DomainType::Qemu {
+    if direct.domain_type() != DomainType::Qemu {
         bail!(
             "{} gives domain type {:?}, expected qemu (TCG)",
             cfg.uri,
-            hypervisor.domain_type()
+            direct.domain_type()
         );
     }
+    drop(direct);
+    // As skiffd does: libvirt in the helper process `skiff-hv` (target/release/skiff-hv, next to
+    // this benchmark's deps directory; scripts/bench-compute builds it).
+    let hypervisor = HelperHypervisor::start(Box::new(ProcessSpawner {
+        program: helper_program(None),
+        args: HelperArgs {
+            uri: cfg.uri.clone(),
+            accelerator: Accelerator::Tcg,
+            log_dir: log_dir.clone(),
+        },
+    }))
+    .map_err(anyhow::Error::msg)
+    .context("starting the hypervisor helper skiff-hv (cargo build --release --bin skiff-hv)")?;
     let handler = AgentHandler::new("bench".into(), Some(Arc::new(hypervisor)))
         .with_disks(DiskProvisioner::in_store(store.clone()));
     let lc = Lifecycle {
