@@ -3,6 +3,11 @@
 //! Each chitchat message rides its own one-way QUIC stream (a message can reach 64 KiB, far more
 //! than a datagram). `send` only queues, since chitchat's loop awaits it.
 //!
+//! Messages travel zstd-compressed ([`Codec`]): a digest names every node with fields that are
+//! mostly zeros and repeated prefixes, and digests are most of gossip's bytes (docs/benchmarks.md
+//! §1). A message that does not start with zstd's magic number is read as plain chitchat, which is
+//! what agents before this format sent.
+//!
 //! Architecture invariant: gossip is for membership, health and load figures. It is never proof of
 //! leadership or of desired state: any node with a certificate could publish any value.
 
@@ -20,7 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::config::GossipSettings;
-use crate::transport::{QuicEndpoint, ALPN_GOSSIP};
+use crate::transport::{QuicEndpoint, ALPN_GOSSIP, MAX_GOSSIP_MESSAGE};
 
 /// Keys every node publishes about itself.
 pub mod keys {
@@ -80,22 +85,25 @@ impl Transport for QuicGossipTransport {
                 });
             }
         });
-        Ok(Box::new(QuicGossipSocket { inbox, out_tx }))
+        Ok(Box::new(QuicGossipSocket {
+            inbox,
+            out_tx,
+            codec: Codec::new(),
+        }))
     }
 }
 
 struct QuicGossipSocket {
     inbox: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
     out_tx: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    codec: Codec,
 }
 
 #[async_trait::async_trait]
 impl Socket for QuicGossipSocket {
     async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
-        let mut buf = Vec::with_capacity(msg.serialized_len());
-        msg.serialize(&mut buf);
         // Only queue: a full queue drops the message, the next round repairs it.
-        let _ = self.out_tx.try_send((to, buf));
+        let _ = self.out_tx.try_send((to, self.codec.encode(&msg)));
         Ok(())
     }
 
@@ -106,14 +114,66 @@ impl Socket for QuicGossipSocket {
                 .recv()
                 .await
                 .ok_or_else(|| anyhow!("the QUIC endpoint is closed"))?;
-            let mut slice = &bytes[..];
-            match ChitchatMessage::deserialize(&mut slice) {
+            match self.codec.decode(&bytes) {
                 Ok(msg) => return Ok((from, msg)),
                 Err(e) => {
                     warn!(peer = %from, error = %e, len = bytes.len(), "invalid gossip message")
                 }
             }
         }
+    }
+}
+
+/// The first bytes of every zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// zstd's fastest standard level: gossip is sent every round, so speed matters more than ratio.
+const ZSTD_LEVEL: i32 = 1;
+
+/// Gossip's wire format: each chitchat message as one zstd frame. The (de)compression contexts
+/// are made once per socket, not per message.
+struct Codec {
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Codec {
+    fn new() -> Self {
+        Codec {
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).ok(),
+            decompressor: zstd::bulk::Decompressor::new().ok(),
+        }
+    }
+
+    /// The message as it goes on the wire. Falls back to the plain encoding in the (never seen)
+    /// case that zstd cannot be used.
+    fn encode(&mut self, msg: &ChitchatMessage) -> Vec<u8> {
+        let mut plain = Vec::with_capacity(msg.serialized_len());
+        msg.serialize(&mut plain);
+        match self.compressor.as_mut().map(|c| c.compress(&plain)) {
+            Some(Ok(compressed)) => compressed,
+            _ => plain,
+        }
+    }
+
+    /// Reads a message [`Codec::encode`] wrote, or a plain one. A plain chitchat message starts
+    /// with chitchat's own magic number (`53 b0`), never with zstd's. Decompression stops at
+    /// [`MAX_GOSSIP_MESSAGE`], so a small frame cannot make a node allocate more than that.
+    fn decode(&mut self, bytes: &[u8]) -> anyhow::Result<ChitchatMessage> {
+        let plain;
+        let mut slice = if bytes.starts_with(&ZSTD_MAGIC) {
+            let decompressor = self
+                .decompressor
+                .as_mut()
+                .ok_or_else(|| anyhow!("no zstd decompression context"))?;
+            plain = decompressor
+                .decompress(bytes, MAX_GOSSIP_MESSAGE)
+                .map_err(|e| anyhow!("not a valid compressed gossip message: {e}"))?;
+            &plain[..]
+        } else {
+            bytes
+        };
+        let msg = ChitchatMessage::deserialize(&mut slice)?;
+        Ok(msg)
     }
 }
 
@@ -239,5 +299,84 @@ impl Gossip {
 
     pub fn abort(&self) {
         self.handle.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SYN as a node of an `n`-node cluster sends it (chitchat does not export `Digest`, so the
+    /// message is built in its wire format and read back).
+    fn syn(n: u16) -> ChitchatMessage {
+        let mut buf = Vec::new();
+        buf.extend(45_139u16.to_le_bytes()); // chitchat's magic number
+        buf.extend([0, 0]); // protocol version 0, SYN
+        n.serialize(&mut buf);
+        for i in 0..n {
+            let addr: SocketAddr = format!("198.18.0.{}:7946", i % 250 + 1).parse().unwrap();
+            ChitchatId::new(
+                format!("node-{i}"),
+                1_795_000_000_000 + u64::from(i) * 977,
+                addr,
+            )
+            .serialize(&mut buf);
+            (1_000 + u64::from(i) * 13).serialize(&mut buf); // heartbeat
+            0u64.serialize(&mut buf); // last gc version
+            (7 + u64::from(i % 5)).serialize(&mut buf); // max version
+        }
+        "cluster-id".to_string().serialize(&mut buf);
+        ChitchatMessage::deserialize(&mut &buf[..]).unwrap()
+    }
+
+    fn plain(msg: &ChitchatMessage) -> Vec<u8> {
+        let mut buf = Vec::new();
+        msg.serialize(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn messages_go_compressed_and_come_back_whole() {
+        let msg = syn(100);
+        let mut codec = Codec::new();
+        let wire = codec.encode(&msg);
+        assert!(wire.starts_with(&ZSTD_MAGIC));
+        let plain_len = plain(&msg).len();
+        assert!(
+            wire.len() * 2 < plain_len,
+            "a 100-node digest should compress to less than half: {} of {plain_len} bytes",
+            wire.len()
+        );
+        assert_eq!(codec.decode(&wire).unwrap(), msg);
+        let bad = codec.encode(&ChitchatMessage::BadCluster);
+        assert_eq!(codec.decode(&bad).unwrap(), ChitchatMessage::BadCluster);
+    }
+
+    #[test]
+    fn plain_messages_of_older_agents_are_read() {
+        let msg = syn(3);
+        assert_eq!(Codec::new().decode(&plain(&msg)).unwrap(), msg);
+    }
+
+    #[test]
+    fn garbage_and_oversized_frames_are_refused() {
+        let mut codec = Codec::new();
+        assert!(codec.decode(b"").is_err());
+        assert!(codec.decode(b"garbage on the gossip stream").is_err());
+        let mut broken = codec.encode(&syn(10));
+        broken.truncate(broken.len() / 2);
+        assert!(codec.decode(&broken).is_err());
+        // The context is still good after an error.
+        let msg = syn(10);
+        let wire = codec.encode(&msg);
+        assert_eq!(codec.decode(&wire).unwrap(), msg);
+        // A small frame that expands past the limit is refused, not allocated.
+        let bomb = zstd::bulk::compress(&vec![0u8; MAX_GOSSIP_MESSAGE + 1], 3).unwrap();
+        assert!(bomb.len() < 1024);
+        let err = codec.decode(&bomb).unwrap_err().to_string();
+        assert!(
+            err.contains("not a valid compressed gossip message"),
+            "{err}"
+        );
     }
 }
