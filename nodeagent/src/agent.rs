@@ -12,7 +12,8 @@ use skiff_cluster::agentproto::{AgentReply, AgentRequest};
 use skiff_cluster::config::{NodeConfig, NodeFacts};
 use skiff_cluster::gossip::{keys, Gossip, GossipNode, GossipOptions};
 use skiff_cluster::identity::{self, IdentityFiles};
-use skiff_cluster::raft::{open_raft, ClusterRaft, RaftTimings, StateHandle};
+pub use skiff_cluster::raft::ProposeError;
+use skiff_cluster::raft::{open_raft, ClusterRaft, RaftTimings, StateHandle, WriteBatcher};
 use skiff_cluster::state::{ClusterState, Command, CommandOutcome, NodeId, NodeRole, Proposal};
 use skiff_cluster::tls::TlsContext;
 use skiff_cluster::transport::{QuicEndpoint, ALPN_AGENT, ALPN_JOIN};
@@ -36,6 +37,8 @@ pub struct Replica {
     pub state: StateHandle,
     /// Shares read-index rounds between concurrent linearizable reads.
     pub reads: Arc<skiff_cluster::raft::reads::ReadBarrier>,
+    /// Commits concurrent writes together (group commit).
+    pub writes: WriteBatcher,
 }
 
 /// Everything a running node shares between its tasks.
@@ -124,6 +127,7 @@ impl Node {
                 }
             }
             Some(Replica {
+                writes: WriteBatcher::new(raft.clone()),
                 raft,
                 state,
                 reads: Arc::new(skiff_cluster::raft::reads::ReadBarrier::new()),
@@ -323,20 +327,9 @@ impl Node {
         if self.serving_term().is_none() {
             return Err(ProposeError::NotLeader);
         }
-        match r
-            .raft
-            .client_write(Proposal::new(actor, skiff_cluster::unix_now(), cmd))
+        r.writes
+            .propose(Proposal::new(actor, skiff_cluster::unix_now(), cmd))
             .await
-        {
-            Ok(resp) => Ok(resp.data),
-            Err(e) => {
-                if e.forward_to_leader().is_some() {
-                    Err(ProposeError::NotLeader)
-                } else {
-                    Err(ProposeError::Raft(e.to_string()))
-                }
-            }
-        }
     }
 
     /// Sends `req` to the agent of member node `to` (ALPN `skiff-agent/1`) and decodes its
@@ -368,14 +361,6 @@ impl Node {
     pub async fn gossip_nodes(&self) -> Vec<GossipNode> {
         self.gossip.nodes().await
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProposeError {
-    #[error("this node is not the leader")]
-    NotLeader,
-    #[error("the replicated write failed: {0}")]
-    Raft(String),
 }
 
 /// Keeps this node's gossiped figures current: capacity, use, and what it knows of the leader.

@@ -7,8 +7,7 @@
 //!   [`ALPN_RAFT`](crate::transport::ALPN_RAFT)), and the handler that serves them.
 //!
 //! [`open_raft`] puts them together. The applied [`ClusterState`](crate::state::ClusterState) is
-//! read through the [`StateHandle`] it returns; changes go through `raft.client_write(command)` on
-//! the leader.
+//! read through the [`StateHandle`] it returns; changes go through a [`WriteBatcher`] (group commit) on the leader.
 
 pub mod network;
 pub mod reads;
@@ -16,6 +15,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 pub(crate) mod wal;
+pub mod writes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,15 +28,16 @@ pub use network::{
     RpcNetworkFactory, RpcTransport,
 };
 pub use store::{open_store, LogStore, SnapshotBuilder, StateHandle, StateMachineStore, DB_FILE};
+pub use writes::{ProposeError, WriteBatcher};
 
-use crate::state::{CommandOutcome, NodeId, Proposal};
+use crate::state::{CommandOutcome, NodeId, Write};
 use crate::transport::{QuicEndpoint, ALPN_RAFT};
 
 openraft::declare_raft_types!(
     /// Openraft type configuration of the cluster's desired-state Raft group.
     pub TypeConfig:
-        D = Proposal,
-        R = CommandOutcome,
+        D = Write,
+        R = Vec<CommandOutcome>,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -624,7 +624,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .with(|r| (r.last_applied, r.last_membership.clone())))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<CommandOutcome>>
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Vec<CommandOutcome>>>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -640,13 +640,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 rec.last_applied = Some(entry.log_id);
                 match entry.payload {
-                    EntryPayload::Blank => out.push(CommandOutcome::Done),
-                    EntryPayload::Normal(cmd) => {
-                        out.push(Arc::make_mut(&mut rec.state).apply(&cmd))
+                    EntryPayload::Blank => out.push(vec![CommandOutcome::Done]),
+                    EntryPayload::Normal(write) => {
+                        out.push(Arc::make_mut(&mut rec.state).apply_write(&write))
                     }
                     EntryPayload::Membership(m) => {
                         rec.last_membership = StoredMembership::new(Some(entry.log_id), m);
-                        out.push(CommandOutcome::Done);
+                        out.push(vec![CommandOutcome::Done]);
                     }
                 }
             }

@@ -17,7 +17,7 @@ use openraft::{
 use super::*;
 use crate::state::{
     CaMaterial, ClusterState, Command, CommandOutcome, JoinTokenRecord, NodeRecord, NodeRole,
-    Proposal, UserRecord, UserRole,
+    Proposal, UserRecord, UserRole, Write,
 };
 use crate::tls::{PeerIdentity, Subject};
 use crate::transport::{PeerInfo, RequestHandler};
@@ -122,8 +122,8 @@ async fn store_survives_reopen() {
         log.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
         log.blocking_append([
             entry(1, 1, EntryPayload::Membership(membership.clone())),
-            entry(1, 2, EntryPayload::Normal(bootstrap_cmd(addr))),
-            entry(1, 3, EntryPayload::Normal(token_cmd(1))),
+            entry(1, 2, EntryPayload::Normal(bootstrap_cmd(addr).into())),
+            entry(1, 3, EntryPayload::Normal(token_cmd(1).into())),
             entry(2, 4, EntryPayload::Blank),
         ])
         .await
@@ -136,9 +136,9 @@ async fn store_survives_reopen() {
         assert_eq!(
             out,
             vec![
-                CommandOutcome::Done,
-                CommandOutcome::Done,
-                CommandOutcome::Done
+                vec![CommandOutcome::Done],
+                vec![CommandOutcome::Done],
+                vec![CommandOutcome::Done]
             ]
         );
         assert!(changes.has_changed().unwrap());
@@ -179,10 +179,10 @@ async fn store_survives_reopen() {
     );
     assert!(matches!(
         &entries[0].payload,
-        EntryPayload::Normal(Proposal {
+        EntryPayload::Normal(Write::One(Proposal {
             command: Command::Bootstrap { .. },
             ..
-        })
+        }))
     ));
 
     let (applied, mem) = sm.applied_state().await.unwrap();
@@ -527,10 +527,10 @@ async fn three_nodes_replicate_and_restart() {
         .unwrap();
     let out = leader
         .raft
-        .client_write(bootstrap_cmd(leader.addr))
+        .client_write(bootstrap_cmd(leader.addr).into())
         .await
         .unwrap();
-    assert_eq!(out.data, CommandOutcome::Done);
+    assert_eq!(out.data, vec![CommandOutcome::Done]);
     for n in &nodes[1..] {
         leader
             .raft
@@ -544,7 +544,7 @@ async fn three_nodes_replicate_and_restart() {
         .await
         .unwrap();
     for i in 1..=5 {
-        leader.raft.client_write(token_cmd(i)).await.unwrap();
+        leader.raft.client_write(token_cmd(i).into()).await.unwrap();
     }
     for n in &nodes {
         wait_for(&n.state, "5 tokens everywhere", |s| {
@@ -559,7 +559,7 @@ async fn three_nodes_replicate_and_restart() {
     router.nodes.lock().unwrap().remove(&n3_addr);
     n3.raft.shutdown().await.unwrap();
     drop(n3);
-    leader.raft.client_write(token_cmd(6)).await.unwrap();
+    leader.raft.client_write(token_cmd(6).into()).await.unwrap();
     let n3 = start_node(&router, 3, dirs[2].path(), config.clone()).await;
     assert!(
         n3.state.read().join_tokens.len() >= 5,
@@ -594,9 +594,12 @@ async fn lagging_learner_gets_a_snapshot() {
         .current_leader(1, "node 1 leads")
         .await
         .unwrap();
-    n1.raft.client_write(bootstrap_cmd(n1.addr)).await.unwrap();
+    n1.raft
+        .client_write(bootstrap_cmd(n1.addr).into())
+        .await
+        .unwrap();
     for i in 0..40 {
-        n1.raft.client_write(token_cmd(i)).await.unwrap();
+        n1.raft.client_write(token_cmd(i).into()).await.unwrap();
     }
     n1.raft
         .wait(Some(Duration::from_secs(10)))

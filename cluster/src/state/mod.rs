@@ -60,6 +60,43 @@ impl Proposal {
     }
 }
 
+/// What one Raft log entry carries: one proposal, or several that were committed together
+/// (group commit, [`crate::raft::writes`]). A single proposal is written as the bare
+/// [`Proposal`], the format every entry had before batches existed, so old logs still read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+// Most entries are `One`: boxing it would cost an allocation per entry to save bytes on batches.
+#[allow(clippy::large_enum_variant)]
+pub enum Write {
+    One(Proposal),
+    Batch { batch: Vec<Proposal> },
+}
+
+impl Write {
+    /// One entry for `proposals`, in their order.
+    pub fn from_proposals(mut proposals: Vec<Proposal>) -> Self {
+        if proposals.len() == 1 {
+            if let Some(p) = proposals.pop() {
+                return Write::One(p);
+            }
+        }
+        Write::Batch { batch: proposals }
+    }
+
+    pub fn proposals(&self) -> &[Proposal] {
+        match self {
+            Write::One(p) => std::slice::from_ref(p),
+            Write::Batch { batch } => batch,
+        }
+    }
+}
+
+impl From<Proposal> for Write {
+    fn from(p: Proposal) -> Self {
+        Write::One(p)
+    }
+}
+
 /// The whole replicated desired state.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClusterState {
@@ -255,6 +292,11 @@ impl ClusterState {
             self.audit.pop_front();
         }
         outcome
+    }
+
+    /// Applies every proposal of a log entry in order: the outcomes, one per proposal.
+    pub fn apply_write(&mut self, w: &Write) -> Vec<CommandOutcome> {
+        w.proposals().iter().map(|p| self.apply(p)).collect()
     }
 
     fn apply_command(&mut self, cmd: &Command, actor: &str, at: u64) -> CommandOutcome {
