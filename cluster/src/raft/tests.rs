@@ -543,9 +543,14 @@ async fn three_nodes_replicate_and_restart() {
         .change_membership(BTreeSet::from([1u64, 2, 3]), false)
         .await
         .unwrap();
-    for i in 1..=5 {
+    for i in 1..=2 {
         leader.raft.client_write(token_cmd(i).into()).await.unwrap();
     }
+    // One entry carrying three proposals (group commit): one outcome each, and node 3 reads the
+    // entry back from its log after the restart below.
+    let batch = Write::from_proposals(vec![token_cmd(3), token_cmd(4), token_cmd(5)]);
+    let out = leader.raft.client_write(batch).await.unwrap();
+    assert_eq!(out.data, vec![CommandOutcome::Done; 3]);
     for n in &nodes {
         wait_for(&n.state, "5 tokens everywhere", |s| {
             s.join_tokens.len() == 5 && s.cluster_id == "test-cluster"
@@ -571,6 +576,22 @@ async fn three_nodes_replicate_and_restart() {
         "vote survives the restart: {vote:?}"
     );
     wait_for(&n3.state, "node 3 catches up", |s| s.join_tokens.len() == 6).await;
+
+    // Concurrent writes through the batcher: each gets its outcome, every node applies them all.
+    let writes = super::WriteBatcher::new(leader.raft.clone());
+    let all = (7..=26).map(|i| {
+        let writes = writes.clone();
+        tokio::spawn(async move { writes.propose(token_cmd(i)).await })
+    });
+    for r in futures::future::join_all(all).await {
+        assert_eq!(r.unwrap(), Ok(CommandOutcome::Done));
+    }
+    for n in nodes.iter().chain([&n3]) {
+        wait_for(&n.state, "26 tokens everywhere", |s| {
+            s.join_tokens.len() == 26
+        })
+        .await;
+    }
 
     for n in nodes.iter().chain([&n3]) {
         n.raft.shutdown().await.unwrap();
