@@ -7,7 +7,8 @@
 //!   [`ALPN_RAFT`](crate::transport::ALPN_RAFT)), and the handler that serves them.
 //!
 //! [`open_raft`] puts them together. The applied [`ClusterState`](crate::state::ClusterState) is
-//! read through the [`StateHandle`] it returns; changes go through a [`WriteBatcher`] (group commit) on the leader.
+//! read through the [`StateHandle`] it returns; changes go through a [`WriteBatcher`] (group
+//! commit) on the leader.
 
 pub mod network;
 pub mod reads;

@@ -107,22 +107,22 @@ where
         let write = Write::from_proposals(proposals);
         let done = submit(write);
         tokio::spawn(async move {
-            let result = done.await;
-            drop(slot);
-            match result {
-                Ok(outcomes) if outcomes.len() == replies.len() => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
-                    }
-                }
-                Ok(outcomes) => {
-                    let e = ProposeError::Raft(format!(
+            let result = done.await.and_then(|outcomes| {
+                if outcomes.len() == replies.len() {
+                    Ok(outcomes)
+                } else {
+                    Err(ProposeError::Raft(format!(
                         "{} outcomes for {} proposals",
                         outcomes.len(),
                         replies.len()
-                    ));
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
+                    )))
+                }
+            });
+            drop(slot);
+            match result {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
                     }
                 }
                 Err(e) => {

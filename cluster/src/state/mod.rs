@@ -74,13 +74,11 @@ pub enum Write {
 
 impl Write {
     /// One entry for `proposals`, in their order.
-    pub fn from_proposals(mut proposals: Vec<Proposal>) -> Self {
-        if proposals.len() == 1 {
-            if let Some(p) = proposals.pop() {
-                return Write::One(p);
-            }
+    pub fn from_proposals(proposals: Vec<Proposal>) -> Self {
+        match <[Proposal; 1]>::try_from(proposals) {
+            Ok([p]) => Write::One(p),
+            Err(batch) => Write::Batch { batch },
         }
-        Write::Batch { batch: proposals }
     }
 
     pub fn proposals(&self) -> &[Proposal] {
