@@ -118,7 +118,7 @@ impl Link {
         lock(&self.pending).is_some()
     }
 
-    /// The helper is gone: every waiting call fails so.
+    /// The helper is gone: every waiting call fails with [`gone`]'s error.
     fn fail_all(&self) {
         if let Some(waiting) = lock(&self.pending).take() {
             for (_, w) in waiting {
