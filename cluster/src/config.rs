@@ -138,7 +138,7 @@ pub struct GossipSettings {
 impl Default for GossipSettings {
     fn default() -> Self {
         GossipSettings {
-            interval_ms: 300,
+            interval_ms: 250,
             phi_threshold: 8.0,
             dead_grace_secs: 3600,
         }

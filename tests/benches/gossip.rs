@@ -3,7 +3,8 @@
 //!
 //! For each cluster size N and each transport, N in-process nodes on 127.0.0.1 (seeds: the first
 //! three) measure
-//! - convergence: from the first node's start until every node sees every node alive;
+//! - convergence: from the first node's start until every node sees every node alive, and the
+//!   process CPU time spent until then (per run only);
 //! - steady state, after a settling period: process CPU time (`/proc/self/stat`) over a window,
 //!   divided by N, as a percentage of one core, and bytes per node per second counted on the
 //!   loopback interface (`/proc/net/dev`, whole packets), and UDP datagrams dropped because a
@@ -18,9 +19,10 @@
 //!
 //! Run: `cargo bench -p skiff-tests --bench gossip` or `scripts/bench-gossip`. Environment:
 //! `SKIFF_BENCH_SIZES` (default `10,50,100`), `SKIFF_BENCH_SETTINGS` (`interval_ms:phi` pairs,
-//! default `300:8`), `SKIFF_BENCH_REPEATS` (3), `SKIFF_BENCH_WINDOW_SECS` (10),
-//! `SKIFF_BENCH_SETTLE_SECS` (3), `SKIFF_BENCH_POLL_MS` (50), `SKIFF_BENCH_TRANSPORTS` (`quic,udp`),
-//! `SKIFF_BENCH_TRACE` (print convergence progress to stderr).
+//! default: the product's, `GossipSettings::default()`), `SKIFF_BENCH_REPEATS` (3),
+//! `SKIFF_BENCH_WINDOW_SECS` (10), `SKIFF_BENCH_SETTLE_SECS` (3), `SKIFF_BENCH_POLL_MS` (50),
+//! `SKIFF_BENCH_TRANSPORTS` (`quic,udp`), `SKIFF_BENCH_TRACE` (print convergence progress to
+//! stderr: nodes done, CPU in use, and which peers pending nodes know but do not see alive yet).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -256,6 +258,8 @@ struct RunResult {
     convergence: Option<Duration>,
     /// Nodes that had converged at the deadline (for timeouts).
     converged_nodes: usize,
+    /// Process CPU time from starting the nodes until convergence (or the deadline).
+    convergence_cpu: Duration,
     /// Time until every live node saw the aborted node dead; `None` on timeout.
     detection: Option<Duration>,
     detected_by: usize,
@@ -284,10 +288,14 @@ where
     let mut at = BTreeMap::new();
     let trace = std::env::var_os("SKIFF_BENCH_TRACE").is_some();
     let mut next_trace = Duration::ZERO;
+    let ticks = clock_ticks();
+    let mut last_cpu = (Instant::now(), process_cpu(ticks));
     while !pending.is_empty() && start.elapsed() < PHASE_DEADLINE {
         let sweep = Instant::now();
         let mut still = Vec::with_capacity(pending.len());
         let mut alive_seen = Vec::new();
+        // Per peer name: how many pending nodes see it known but not alive.
+        let mut not_alive: BTreeMap<String, usize> = BTreeMap::new();
         for i in pending {
             let view = nodes[i].view().await;
             alive_seen.push(view.values().filter(|a| **a).count());
@@ -295,6 +303,11 @@ where
                 at.insert(i, start.elapsed());
             } else {
                 still.push(i);
+                if trace {
+                    for (name, _) in view.iter().filter(|(_, a)| !**a) {
+                        *not_alive.entry(name.clone()).or_default() += 1;
+                    }
+                }
             }
         }
         if trace && start.elapsed() >= next_trace {
@@ -309,6 +322,16 @@ where
                 alive_seen.first(),
                 alive_seen.get(alive_seen.len() / 2),
             );
+            let now = (Instant::now(), process_cpu(ticks));
+            eprintln!(
+                "      process CPU since the last trace: {:.2} cores",
+                (now.1 - last_cpu.1).as_secs_f64() / (now.0 - last_cpu.0).as_secs_f64()
+            );
+            last_cpu = now;
+            let mut worst: Vec<_> = not_alive.iter().collect();
+            worst.sort_by_key(|(_, c)| std::cmp::Reverse(**c));
+            worst.truncate(8);
+            eprintln!("      known but not alive (peer: pending nodes): {worst:?}");
         }
         pending = still;
         if !pending.is_empty() {
@@ -385,6 +408,7 @@ impl Bench {
     ) -> anyhow::Result<RunResult> {
         let mut r = RunResult::default();
         let udp0 = udp_counters();
+        let cpu0 = process_cpu(self.ticks);
         let (nodes, start) = self.start_nodes(transport, n, p).await?;
 
         // (a) Convergence.
@@ -394,6 +418,7 @@ impl Bench {
         })
         .await;
         r.converged_nodes = conv.len();
+        r.convergence_cpu = process_cpu(self.ticks).saturating_sub(cpu0);
         if conv.len() == n {
             r.convergence = conv.values().max().copied();
         }
@@ -535,7 +560,10 @@ fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     let sizes: Vec<usize> = env_list("SKIFF_BENCH_SIZES", "10,50,100");
     let settings: Vec<Params> = std::env::var("SKIFF_BENCH_SETTINGS")
-        .unwrap_or_else(|_| "300:8".into())
+        .unwrap_or_else(|_| {
+            let d = GossipSettings::default();
+            format!("{}:{}", d.interval_ms, d.phi_threshold)
+        })
         .split(',')
         .filter_map(|s| {
             let (i, phi) = s.trim().split_once(':')?;
@@ -595,12 +623,13 @@ async fn run() -> anyhow::Result<()> {
                         format!("{} s ({}/{})", secs(r.detection), r.detected_by, n - 1)
                     };
                     println!(
-                        "run interval={}ms phi={} n={n} {} #{rep}: convergence {} s ({}/{n} nodes), detection {detection}, cpu {:.3} %/node, {:.0} B/s/node, {} of {} datagrams dropped (receive buffers full)",
+                        "run interval={}ms phi={} n={n} {} #{rep}: convergence {} s ({}/{n} nodes, {:.2} CPU-s), detection {detection}, cpu {:.3} %/node, {:.0} B/s/node, {} of {} datagrams dropped (receive buffers full)",
                         p.interval_ms,
                         p.phi,
                         t.name(),
                         secs(r.convergence),
                         r.converged_nodes,
+                        r.convergence_cpu.as_secs_f64(),
                         r.cpu_pct_per_node,
                         r.bytes_per_node_per_sec,
                         r.rcvbuf_drops,
