@@ -130,10 +130,12 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const ZSTD_LEVEL: i32 = 1;
 
 /// Gossip's wire format: each chitchat message as one zstd frame. The (de)compression contexts
-/// are made once per socket, not per message.
+/// and the buffer for a message's plain form are made once per socket, not per message.
 struct Codec {
     compressor: Option<zstd::bulk::Compressor<'static>>,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    /// The plain form of the message being encoded or decoded.
+    plain: Vec<u8>,
 }
 
 impl Codec {
@@ -141,34 +143,37 @@ impl Codec {
         Codec {
             compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).ok(),
             decompressor: zstd::bulk::Decompressor::new().ok(),
+            plain: Vec::new(),
         }
     }
 
     /// The message as it goes on the wire. Falls back to the plain encoding in the (never seen)
     /// case that zstd cannot be used.
     fn encode(&mut self, msg: &ChitchatMessage) -> Vec<u8> {
-        let mut plain = Vec::with_capacity(msg.serialized_len());
-        msg.serialize(&mut plain);
-        match self.compressor.as_mut().map(|c| c.compress(&plain)) {
+        self.plain.clear();
+        msg.serialize(&mut self.plain);
+        match self.compressor.as_mut().map(|c| c.compress(&self.plain)) {
             Some(Ok(compressed)) => compressed,
-            _ => plain,
+            _ => self.plain.clone(),
         }
     }
 
     /// Reads a message [`Codec::encode`] wrote, or a plain one. A plain chitchat message starts
     /// with chitchat's own magic number (`53 b0`), never with zstd's. Decompression stops at
-    /// [`MAX_GOSSIP_MESSAGE`], so a small frame cannot make a node allocate more than that.
+    /// [`MAX_GOSSIP_MESSAGE`] (the buffer's capacity), so a small frame cannot make a node use
+    /// more memory than that.
     fn decode(&mut self, bytes: &[u8]) -> anyhow::Result<ChitchatMessage> {
-        let plain;
         let mut slice = if bytes.starts_with(&ZSTD_MAGIC) {
             let decompressor = self
                 .decompressor
                 .as_mut()
                 .ok_or_else(|| anyhow!("no zstd decompression context"))?;
-            plain = decompressor
-                .decompress(bytes, MAX_GOSSIP_MESSAGE)
+            self.plain.clear();
+            self.plain.reserve_exact(MAX_GOSSIP_MESSAGE);
+            decompressor
+                .decompress_to_buffer(bytes, &mut self.plain)
                 .map_err(|e| anyhow!("not a valid compressed gossip message: {e}"))?;
-            &plain[..]
+            &self.plain[..]
         } else {
             bytes
         };

@@ -562,12 +562,12 @@ pub enum HaDecision {
     NotEligible(String),
 }
 
-/// Shared pools are numbered from 0 (`"0"`, `"1"`...); named pools and the default (`None`) are
-/// local to a node.
+/// Whether a disk is on a shared pool: shared pools are numbered from 0 (`"0"`, `"1"`...); named
+/// pools and the default (`None`) are local to a node.
 pub fn is_shared_pool(disk: &DiskSpec) -> bool {
     disk.pool
         .as_deref()
-        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(skiff_cluster::state::pools::is_shared_name)
 }
 
 /// Decides whether a server whose node is `node_alive` should restart elsewhere: only when it is
